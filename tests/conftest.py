@@ -1,0 +1,117 @@
+"""Fixtures: a migrated database per test on SQLite and on a real PostgreSQL, and record factories."""
+import itertools
+import os
+import shutil
+from datetime import date
+
+import pytest
+from sqlalchemy import create_engine as sa_engine
+from sqlalchemy import text
+from sqlmodel import Session
+
+from support.factories import Factory
+from support.postgres import Server, find_bin
+from tracker.db import make_engine, transaction, upgrade
+from tracker.specpacks import loader
+
+TODAY = date(2026, 11, 23)
+
+
+def pytest_addoption(parser):
+    """Let a run choose its database backends."""
+    parser.addoption("--backend", action="append", choices=["sqlite", "postgresql"],
+                     help="database backends to run on (default: both where PostgreSQL can be started)")
+
+
+def pytest_generate_tests(metafunc):
+    """Run every database test once per backend."""
+    if "backend" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("backend") or ["sqlite", "postgresql"]
+        metafunc.parametrize("backend", chosen, scope="session")
+
+
+def _fill(engine) -> None:
+    upgrade(engine)
+    with transaction(engine) as session:
+        for document in loader.bundled():
+            loader.load(session, document)
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    """A migrated SQLite database with the bundled packs, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    _fill(make_engine(f"sqlite:///{path}"))
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """Start a real PostgreSQL server for the run, or skip where none is installed (never in CI)."""
+    if url := os.environ.get("TRACKER_TEST_POSTGRES_URL"):
+        yield url
+        return
+    bindir = find_bin()
+    if bindir is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed: CI must run the suite on PostgreSQL too")
+        pytest.skip("PostgreSQL server binaries not installed (apt-get install postgresql)")
+    server = Server(bindir)
+    try:
+        yield server.start()
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_server):
+    """A migrated PostgreSQL template database with the bundled packs."""
+    admin = sa_engine(postgres_server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS tracker_template"))
+        conn.execute(text("CREATE DATABASE tracker_template"))
+    _fill(make_engine(postgres_server.rsplit("/", 1)[0] + "/tracker_template"))
+    yield admin
+    admin.dispose()
+
+
+_numbers = itertools.count()
+
+
+@pytest.fixture
+def database_url(request, backend, tmp_path):
+    """A fresh, migrated database with the bundled packs loaded, on the backend under test."""
+    if backend == "sqlite":
+        path = tmp_path / "tracker.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    admin = request.getfixturevalue("postgres_template")
+    name = f"tracker_test_{os.getpid()}_{next(_numbers)}"
+    with admin.connect() as conn:
+        conn.execute(text(f"CREATE DATABASE {name} TEMPLATE tracker_template STRATEGY FILE_COPY"))
+    yield admin.url.set(database=name).render_as_string(hide_password=False)
+    with admin.connect() as conn:
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+@pytest.fixture
+def engine(database_url):
+    """An engine on this test's database."""
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session(engine):
+    """A session on this test's database; the test commits what it wants kept."""
+    with Session(engine, expire_on_commit=False) as session:
+        yield session
+
+
+@pytest.fixture
+def factory(session):
+    """A factory for people, candidates and evidence, acting through the real services."""
+    return Factory(session, TODAY)

@@ -1,0 +1,88 @@
+"""The database: one engine per app, one session per request, schema by Alembic migrations."""
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, create_engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def database_url(instance_path: str | Path, configured: str | None = None) -> str:
+    """Return the configured database URL, or SQLite in the instance folder."""
+    url = configured or os.environ.get("DATABASE_URL")
+    if url:
+        # Hosting platforms hand out postgres:// URLs; SQLAlchemy names the driver explicitly.
+        return url.replace("postgres://", "postgresql+psycopg://", 1).replace("postgresql://", "postgresql+psycopg://", 1)
+    return f"sqlite:///{Path(instance_path) / 'tracker.db'}"
+
+
+def make_engine(url: str, *, durable: bool = False) -> Engine:
+    """Create an engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    synchronous = "FULL" if durable else "NORMAL"
+
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):  # noqa: ANN001
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        if ":memory:" not in url and url != "sqlite://":
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={synchronous}")
+        cursor.close()
+
+    return engine
+
+
+def alembic_config(engine: Engine) -> Config:
+    """Return an Alembic configuration that runs the tracker's migrations on this engine."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    return config
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema up to a revision (the newest by default)."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+@contextmanager
+def transaction(engine: Engine) -> Iterator[Session]:
+    """Give a session that commits on success and rolls back on any error."""
+    with Session(engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def init_app(app) -> None:  # noqa: ANN001
+    """Attach the engine to the app and close each request's session on teardown."""
+    from flask import g
+
+    app.extensions["engine"] = make_engine(app.config["DATABASE_URL"])
+
+    @app.teardown_appcontext
+    def _close(_exc):  # noqa: ANN001
+        session = g.pop("db", None)
+        if session is not None:
+            session.close()
+
+
+def get_session() -> Session:
+    """Return this request's session."""
+    from flask import current_app, g
+
+    if "db" not in g:
+        g.db = Session(current_app.extensions["engine"], expire_on_commit=False)
+    return g.db

@@ -1,0 +1,42 @@
+"""The table models: plain SQLModel classes with no Flask in them."""
+from sqlmodel import SQLModel
+
+from .assessment import AssignmentResult, CriterionDecision, DecisionEvidence, IqaReview, UnitSignOff
+from .audit import AuditEntry
+from .base import new_id, utcnow
+from .evidence import (
+    Attachment,
+    Blob,
+    Evidence,
+    EvidenceCriterion,
+    EvidenceRangeItem,
+    EvidenceReview,
+    EvidenceVersion,
+    Method,
+    Signature,
+    SignatureKind,
+    Status,
+)
+from .people import (
+    AssessorQualification,
+    Candidate,
+    CandidateAssignment,
+    ExpertWitnessApproval,
+    IqaQualification,
+    OccupationalCompetence,
+    Role,
+    RoleGrant,
+    User,
+)
+from .spec import Criterion, Outcome, Qualification, QualificationUnit, RangeItem, SpecPack, Unit
+
+metadata = SQLModel.metadata
+
+__all__ = [
+    "AssessorQualification", "AssignmentResult", "Attachment", "AuditEntry", "Blob", "Candidate",
+    "CandidateAssignment", "Criterion", "CriterionDecision", "DecisionEvidence", "Evidence",
+    "EvidenceCriterion", "EvidenceRangeItem", "EvidenceReview", "EvidenceVersion", "ExpertWitnessApproval",
+    "IqaQualification", "IqaReview", "Method", "OccupationalCompetence", "Outcome", "Qualification",
+    "QualificationUnit", "RangeItem", "Role", "RoleGrant", "Signature", "SignatureKind", "SpecPack", "Status",
+    "Unit", "UnitSignOff", "User", "metadata", "new_id", "utcnow",
+]

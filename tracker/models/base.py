@@ -1,0 +1,15 @@
+"""Shared column helpers for the table models."""
+import uuid
+from datetime import UTC, datetime
+
+import uuid6
+
+
+def new_id() -> uuid.UUID:
+    """Return a time-ordered UUIDv7, made wherever the record is captured."""
+    return uuid.UUID(bytes=uuid6.uuid7().bytes)
+
+
+def utcnow() -> datetime:
+    """Return the current time in UTC, as every timestamp column stores it."""
+    return datetime.now(UTC)

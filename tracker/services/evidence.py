@@ -1,0 +1,513 @@
+"""Evidence: capture, edit, revise, submit, sign and review, each checked against the handbook rules."""
+import uuid
+from datetime import UTC, date, datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlmodel import Session, col, delete, select
+
+from .. import rules
+from ..audit import Actor, record
+from ..errors import InvalidInput, NotFound, NotPermitted, Refusal
+from ..hashing import content_hash
+from ..models import (
+    Attachment,
+    Blob,
+    Candidate,
+    Criterion,
+    Evidence,
+    EvidenceCriterion,
+    EvidenceRangeItem,
+    EvidenceReview,
+    EvidenceVersion,
+    Method,
+    Qualification,
+    RangeItem,
+    Role,
+    Signature,
+    SignatureKind,
+    Status,
+    Unit,
+    UnitSignOff,
+    User,
+    utcnow,
+)
+from . import people, validate
+
+SHA256 = r"^[0-9a-f]{64}$"
+CONTENT_FIELDS = ("title", "activity_date", "setting", "setting_detail", "simulated", "narrative", "seen_in_place",
+                  "location", "witness_name", "witness_role", "witness_relationship", "witness_contact",
+                  "witness_related")
+STATEMENTS = {
+    SignatureKind.AUTHENTICITY: "I declare that this evidence is my own work, comes from my real work since I "
+                                "registered, and does not identify the people I support.",
+    SignatureKind.COUNTERSIGNATURE: "I confirm that this is a true record of the activity my assessor observed.",
+    SignatureKind.WITNESS: "I confirm that this testimony is a true account of what I saw the candidate do.",
+    SignatureKind.OBSERVER: "I confirm that I observed this activity and that this is a true record of it.",
+}
+REVISABLE = {Status.DRAFT, Status.SUBMITTED, Status.REFERRED, Status.RESUBMITTED}
+WITH_SETTING = {Method.OBSERVATION, Method.WITNESS_TESTIMONY}
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class CriterionLink(_In):
+    """A criterion the evidence covers, with a note on how."""
+
+    code: str = Field(min_length=1, max_length=40)
+    note: str = Field(default="", max_length=5000)
+
+
+class AttachmentIn(_In):
+    """A stored file to attach, by its hash."""
+
+    sha256: str = Field(pattern=SHA256)
+    filename: str = Field(min_length=1, max_length=255)
+
+
+class SignatureIn(_In):
+    """A signature to add to the current version."""
+
+    kind: SignatureKind
+    signer_name: str | None = Field(default=None, max_length=200)
+    image_sha256: str | None = Field(default=None, pattern=SHA256)
+
+
+class ContentIn(_In):
+    """The content of one version of a piece of evidence."""
+
+    title: str = Field(min_length=1, max_length=200)
+    activity_date: date
+    setting: str | None = Field(default=None, max_length=40)
+    setting_detail: str | None = Field(default=None, max_length=300)
+    simulated: bool = False
+    narrative: str = Field(min_length=1, max_length=50_000)
+    seen_in_place: bool = False
+    location: str | None = Field(default=None, max_length=300)
+    witness_name: str | None = Field(default=None, max_length=200)
+    witness_role: str | None = Field(default=None, max_length=200)
+    witness_relationship: str | None = Field(default=None, max_length=200)
+    witness_contact: str | None = Field(default=None, max_length=300)
+    witness_related: bool = False
+    criteria: list[CriterionLink] = Field(default=[], max_length=200)
+    range_items: list[str] = Field(default=[], max_length=500)
+    attachments: list[AttachmentIn] = Field(default=[], max_length=100)
+    captured_at: datetime | None = None
+
+    @field_validator("captured_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # A device clock without a zone is taken as UTC: it is metadata, never used for ordering.
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
+
+class EvidenceIn(ContentIn):
+    """A new piece of evidence, as captured on a form, a device or the command line."""
+
+    id: uuid.UUID | None = None
+    candidate_id: uuid.UUID
+    unit: str = Field(default="002", min_length=1, max_length=40)
+    method: str = Field(min_length=1, max_length=40)
+    submit: bool = False
+    signatures: list[SignatureIn] = Field(default=[], max_length=10)
+
+
+class _Resolved:
+    """Content checked against the spec: criterion and range item rows, stored blobs."""
+
+    def __init__(self, criteria: list[tuple[Criterion, str]], range_items: list[RangeItem],
+                 attachments: list[AttachmentIn]):
+        self.criteria, self.range_items, self.attachments = criteria, range_items, attachments
+
+
+# --- Loading --------------------------------------------------------------------------------------
+
+
+def get(session: Session, evidence_id: uuid.UUID | str) -> Evidence:
+    """Return a piece of evidence by id, or refuse."""
+    try:
+        key = evidence_id if isinstance(evidence_id, uuid.UUID) else uuid.UUID(str(evidence_id))
+    except ValueError:
+        raise NotFound("evidence") from None
+    evidence = session.get(Evidence, key)
+    if evidence is None:
+        raise NotFound("evidence")
+    return evidence
+
+
+def current_version(session: Session, evidence: Evidence) -> EvidenceVersion:
+    """Return the version that counts now."""
+    return session.exec(select(EvidenceVersion).where(
+        EvidenceVersion.evidence_id == evidence.id, EvidenceVersion.number == evidence.current_version)).one()
+
+
+def unit_for(session: Session, candidate: Candidate, code: str) -> Unit:
+    """Return a unit of the candidate's qualification by code, or refuse."""
+    qualification = session.get(Qualification, candidate.qualification_id)
+    unit = next((u for u in qualification.units if u.code == code), None)
+    if unit is None:
+        raise InvalidInput(f"Unit {code} is not part of {qualification.code}.", field="unit")
+    return unit
+
+
+def locked_on(session: Session, candidate_id: uuid.UUID, unit_id: int) -> date | None:
+    """Return the day a unit was signed off for a candidate, if it is locked."""
+    row = session.exec(select(UnitSignOff).where(
+        UnitSignOff.candidate_id == candidate_id, UnitSignOff.unit_id == unit_id,
+        col(UnitSignOff.reopened_at).is_(None))).first()
+    return row.signed_at.date() if row else None
+
+
+# --- Checks ------------------------------------------------------------------------------------
+
+
+def _check_may_capture(session: Session, actor: Actor, candidate: Candidate, method: str) -> None:
+    """Refuse capture by someone with no part in this candidate's assessment, or in the wrong part."""
+    is_candidate = actor.id == candidate.user_id
+    attached = people.assigned(session, candidate, actor.id, Role.ASSESSOR, Role.EXPERT_WITNESS, Role.WITNESS)
+    if not (is_candidate or attached):
+        raise NotPermitted("You can only record evidence for candidates you are assigned to.")
+    if method == Method.WITNESS_TESTIMONY and is_candidate:
+        raise NotPermitted("A candidate cannot write witness testimony: the witness gives it, in their own words, "
+                           "or your assessor records it with them.")
+    if method in (Method.PROFESSIONAL_DISCUSSION, Method.QUESTIONING) and not people.assigned(
+            session, candidate, actor.id, Role.ASSESSOR):
+        raise NotPermitted("Professional discussions and questioning are recorded by the candidate's assessor.")
+    if method == Method.WORK_PRODUCT and not (is_candidate or people.assigned(session, candidate, actor.id,
+                                                                               Role.ASSESSOR)):
+        raise NotPermitted("Work products are provided by the candidate or recorded by their assessor.")
+
+
+def _check_rules(session: Session, actor: Actor, candidate: Candidate, unit: Unit, method: str, content: ContentIn,
+                 signed_by_witness: bool, submitting: bool) -> None:
+    """Run every handbook rule that applies to this content, in the order a person would fix them."""
+    strategy = unit.strategy
+    rules.check_method(strategy, unit.code, method)
+    rules.check_unit_unlocked(locked_on(session, candidate.id, unit.id), unit.code)
+    rules.check_activity_date(content.activity_date, candidate.registration_date, actor.today,
+                              rpl_allowed=strategy.rpl_allowed)
+    if method in WITH_SETTING or content.setting or content.simulated:
+        rules.check_setting(strategy, content.setting, content.setting_detail, content.simulated)
+    if method == Method.OBSERVATION:
+        creds = people.credentials(session, [actor.id])[actor.id]
+        rules.check_observer(strategy, unit.code,
+                             people.observer(actor.user, creds, unit, content.activity_date, candidate))
+    if method == Method.WITNESS_TESTIMONY and submitting:
+        rules.check_witness_details(content.model_dump(), signed=signed_by_witness)
+    if method == Method.WORK_PRODUCT:
+        _check_work_product(content)
+    if submitting and not content.criteria:
+        raise InvalidInput("Map the evidence to at least one assessment criterion before submitting it.",
+                           field="criteria")
+
+
+def _check_work_product(content: ContentIn) -> None:
+    if content.seen_in_place and not (content.location or "").strip():
+        raise InvalidInput("Say where the original document is kept, so it can be seen in place.", field="location")
+    if not content.seen_in_place and not content.attachments:
+        raise InvalidInput("Attach the work product, or record it as seen in place if it is confidential.",
+                           field="attachments")
+
+
+def _resolve(session: Session, unit: Unit, content: ContentIn) -> _Resolved:
+    """Turn criterion codes, range item keys and file hashes into rows, refusing unknown ones."""
+    codes = [c.code for c in content.criteria]
+    if len(set(codes)) != len(codes):
+        raise InvalidInput("Each criterion can be mapped only once; put everything about it in one note.",
+                           field="criteria")
+    found = {c.code: c for c in session.exec(select(Criterion).where(
+        Criterion.unit_id == unit.id, col(Criterion.code).in_(codes), col(Criterion.retired).is_(False)))}
+    unknown = [c for c in codes if c not in found]
+    if unknown:
+        raise InvalidInput(f"Unit {unit.code} has no criterion {', '.join(unknown)}.", field="criteria")
+    items = _range_items(session, found, content.range_items)
+    _check_blobs(session, content.attachments)
+    return _Resolved([(found[c.code], c.note) for c in content.criteria], items, content.attachments)
+
+
+def _range_items(session: Session, criteria: dict[str, Criterion], keys: list[str]) -> list[RangeItem]:
+    if not keys:
+        return []
+    ids = [c.id for c in criteria.values()]
+    rows = {r.key: r for r in session.exec(select(RangeItem).where(
+        col(RangeItem.criterion_id).in_(ids), col(RangeItem.key).in_(keys)))} if ids else {}
+    unknown = [k for k in dict.fromkeys(keys) if k not in rows]
+    if unknown:
+        raise InvalidInput("These range items do not belong to the mapped criteria: " + ", ".join(unknown) + ".",
+                           field="range_items")
+    return [rows[k] for k in dict.fromkeys(keys)]
+
+
+def _check_blobs(session: Session, attachments: list[AttachmentIn]) -> None:
+    hashes = {a.sha256 for a in attachments}
+    if len(hashes) != len(attachments):
+        raise InvalidInput("The same file is attached twice.", field="attachments")
+    stored = set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(hashes)))) if hashes else set()
+    if hashes - stored:
+        raise InvalidInput("An attached file has not been uploaded yet; upload it first.", field="attachments")
+
+
+def version_content(candidate: Candidate, unit: Unit, method: str, content: ContentIn) -> dict:
+    """Return exactly what a signature on this version vouches for."""
+    data = {name: getattr(content, name) for name in CONTENT_FIELDS}
+    data.update(
+        candidate=candidate.id, unit=unit.code, method=method,
+        criteria=sorted([c.code, c.note] for c in content.criteria),
+        range_items=sorted(set(content.range_items)),
+        attachments=sorted([a.sha256, a.filename] for a in content.attachments),
+    )
+    return data
+
+
+# --- Writing -----------------------------------------------------------------------------------
+
+
+def _write_version(session: Session, evidence: Evidence, number: int, author: User, content: ContentIn,
+                   resolved: _Resolved, digest: str, replaces: uuid.UUID | None = None) -> EvidenceVersion:
+    version = EvidenceVersion(evidence_id=evidence.id, number=number, author_id=author.id, replaces_id=replaces,
+                              content_hash=digest, captured_at=content.captured_at,
+                              **{name: getattr(content, name) for name in CONTENT_FIELDS})
+    session.add(version)
+    session.flush()
+    _write_links(session, version, resolved)
+    return version
+
+
+def _write_links(session: Session, version: EvidenceVersion, resolved: _Resolved) -> None:
+    for criterion, note in resolved.criteria:
+        session.add(EvidenceCriterion(version_id=version.id, criterion_id=criterion.id, note=note))
+    for item in resolved.range_items:
+        session.add(EvidenceRangeItem(version_id=version.id, range_item_id=item.id))
+    for position, a in enumerate(resolved.attachments):
+        session.add(Attachment(version_id=version.id, sha256=a.sha256, filename=a.filename, position=position))
+    session.flush()
+
+
+def capture(session: Session, actor: Actor, data: EvidenceIn | dict) -> Evidence:
+    """Record a new piece of evidence, with its signatures, as a draft or submitted."""
+    data = validate(EvidenceIn, data)
+    candidate = people.get_candidate(session, data.candidate_id)
+    unit = unit_for(session, candidate, data.unit)
+    _check_may_capture(session, actor, candidate, data.method)
+    witness_signed = any(s.kind == SignatureKind.WITNESS for s in data.signatures)
+    _check_rules(session, actor, candidate, unit, data.method, data, witness_signed, data.submit)
+    resolved = _resolve(session, unit, data)
+    digest = content_hash(version_content(candidate, unit, data.method, data))
+    if data.id is not None and (same := _existing(session, data.id, digest)) is not None:
+        return same
+    evidence = Evidence(candidate_id=candidate.id, unit_id=unit.id, method=data.method, created_by_id=actor.id,
+                        device_id=actor.device_id, status=Status.SUBMITTED if data.submit else Status.DRAFT,
+                        **({"id": data.id} if data.id else {}))
+    session.add(evidence)
+    session.flush()
+    version = _write_version(session, evidence, 1, actor.user, data, resolved, digest)
+    if data.submit:
+        version.submitted_at = version.created_at
+    record(session, actor, "evidence.captured", evidence, method=data.method, status=evidence.status,
+           version=str(version.id), content_hash=digest, candidate=str(candidate.id))
+    for sig in data.signatures:
+        _sign(session, actor, evidence, version, candidate, sig)
+    return evidence
+
+
+def _existing(session: Session, evidence_id: uuid.UUID, digest: str) -> Evidence | None:
+    """Return evidence already captured with this id and content; refuse the same id with other content."""
+    evidence = session.get(Evidence, evidence_id)
+    if evidence is None:
+        return None
+    first = session.exec(select(EvidenceVersion).where(
+        EvidenceVersion.evidence_id == evidence_id, EvidenceVersion.number == 1)).one()
+    if first.content_hash == digest:
+        return evidence
+    raise Refusal("conflict", "Evidence with this id already exists with different content; it has not been "
+                              "overwritten. Save your changes as a new version.")
+
+
+def _check_author(actor: Actor, evidence: Evidence, candidate: Candidate) -> None:
+    if actor.id not in (evidence.created_by_id, candidate.user_id if _by_candidate(evidence, candidate) else None):
+        raise NotPermitted("Only the person who recorded this evidence can change it.")
+
+
+def _by_candidate(evidence: Evidence, candidate: Candidate) -> bool:
+    return evidence.created_by_id == candidate.user_id
+
+
+def update_draft(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: ContentIn | dict) -> Evidence:
+    """Change a draft in place; signed content refuses, and must be revised as a new version."""
+    data = validate(ContentIn, data)
+    evidence = get(session, evidence_id)
+    candidate = session.get(Candidate, evidence.candidate_id)
+    unit = session.get(Unit, evidence.unit_id)
+    _check_author(actor, evidence, candidate)
+    if evidence.status != Status.DRAFT:
+        raise InvalidInput("Submitted evidence cannot be edited; save your changes as a new version.",
+                           field="status")
+    version = current_version(session, evidence)
+    digest = content_hash(version_content(candidate, unit, evidence.method, data))
+    rules.check_signed_content_unchanged([s.content_hash for s in version.signatures], digest)
+    _check_rules(session, actor, candidate, unit, evidence.method, data, False, False)
+    resolved = _resolve(session, unit, data)
+    for model in (EvidenceCriterion, EvidenceRangeItem, Attachment):
+        session.exec(delete(model).where(model.version_id == version.id))
+    for name in CONTENT_FIELDS:
+        setattr(version, name, getattr(data, name))
+    version.content_hash, version.captured_at = digest, data.captured_at
+    session.add(version)
+    _write_links(session, version, resolved)
+    record(session, actor, "evidence.edited", evidence, version=str(version.id), content_hash=digest)
+    return evidence
+
+
+def revise(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: ContentIn | dict,
+           *, base_version: int | None = None, signatures: list[SignatureIn] | None = None) -> Evidence:
+    """Save changed content as a new version naming the one it replaces; the old one stays readable."""
+    data = validate(ContentIn, data)
+    evidence = get(session, evidence_id)
+    candidate = session.get(Candidate, evidence.candidate_id)
+    unit = session.get(Unit, evidence.unit_id)
+    _check_author(actor, evidence, candidate)
+    if evidence.status not in REVISABLE:
+        raise InvalidInput("Accepted evidence cannot be changed. Ask your assessor if something is wrong.",
+                           field="status")
+    if base_version is not None and base_version != evidence.current_version:
+        raise Refusal("out_of_date", f"This evidence has changed since version {base_version}: it is now at version "
+                                     f"{evidence.current_version}. Review the newer version before changing it.")
+    submitting = evidence.status != Status.DRAFT
+    sigs = signatures or []
+    _check_rules(session, actor, candidate, unit, evidence.method, data,
+                 any(s.kind == SignatureKind.WITNESS for s in sigs), submitting)
+    resolved = _resolve(session, unit, data)
+    old = current_version(session, evidence)
+    digest = content_hash(version_content(candidate, unit, evidence.method, data))
+    version = _write_version(session, evidence, old.number + 1, actor.user, data, resolved, digest, old.id)
+    evidence.current_version = version.number
+    if submitting:
+        evidence.status = Status.SUBMITTED if evidence.status == Status.SUBMITTED else Status.RESUBMITTED
+        version.submitted_at = version.created_at
+    session.add(evidence)
+    record(session, actor, "evidence.revised", evidence, version=str(version.id), number=version.number,
+           replaces=str(old.id), status=evidence.status, content_hash=digest)
+    for sig in sigs:
+        _sign(session, actor, evidence, version, candidate, sig)
+    return evidence
+
+
+def submit(session: Session, actor: Actor, evidence_id: uuid.UUID | str) -> Evidence:
+    """Submit a draft for assessment, re-checking every rule on its content."""
+    evidence = get(session, evidence_id)
+    candidate = session.get(Candidate, evidence.candidate_id)
+    unit = session.get(Unit, evidence.unit_id)
+    _check_author(actor, evidence, candidate)
+    if evidence.status != Status.DRAFT:
+        raise InvalidInput("This evidence has already been submitted.", field="status")
+    version = current_version(session, evidence)
+    content = _content_of(session, version)
+    _check_rules(session, actor, candidate, unit, evidence.method, content,
+                 any(s.kind == SignatureKind.WITNESS for s in version.signatures), True)
+    evidence.status, version.submitted_at = Status.SUBMITTED, utcnow()
+    session.add_all([evidence, version])
+    record(session, actor, "evidence.submitted", evidence, version=str(version.id))
+    return evidence
+
+
+def _content_of(session: Session, version: EvidenceVersion) -> ContentIn:
+    """Read a stored version back as content input."""
+    links = session.exec(select(Criterion.code, EvidenceCriterion.note).join(Criterion).where(
+        EvidenceCriterion.version_id == version.id)).all()
+    keys = session.exec(select(RangeItem.key).join(EvidenceRangeItem).where(
+        EvidenceRangeItem.version_id == version.id)).all()
+    return ContentIn.model_construct(
+        **{name: getattr(version, name) for name in CONTENT_FIELDS},
+        criteria=[CriterionLink(code=c, note=n) for c, n in links], range_items=list(keys),
+        attachments=[AttachmentIn(sha256=a.sha256, filename=a.filename) for a in version.attachments],
+        captured_at=version.captured_at,
+    )
+
+
+# --- Signatures ----------------------------------------------------------------------------------
+
+
+def sign(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: SignatureIn | dict) -> Signature:
+    """Sign the current version of a piece of evidence, binding the signature to its content hash."""
+    data = validate(SignatureIn, data)
+    evidence = get(session, evidence_id)
+    candidate = session.get(Candidate, evidence.candidate_id)
+    rules.check_unit_unlocked(locked_on(session, candidate.id, evidence.unit_id),
+                              session.get(Unit, evidence.unit_id).code)
+    return _sign(session, actor, evidence, current_version(session, evidence), candidate, data)
+
+
+def _sign(session: Session, actor: Actor, evidence: Evidence, version: EvidenceVersion, candidate: Candidate,
+          data: SignatureIn) -> Signature:
+    name, signer_id = _signer(session, actor, evidence, version, candidate, data)
+    existing = next((s for s in version.signatures if s.kind == data.kind and s.signer_name == name), None)
+    if existing is not None:
+        return existing
+    if data.image_sha256:
+        _check_blobs(session, [AttachmentIn(sha256=data.image_sha256, filename="signature.png")])
+    sig = Signature(version_id=version.id, kind=data.kind, signer_id=signer_id, signer_name=name,
+                    statement=STATEMENTS[data.kind], content_hash=version.content_hash,
+                    image_sha256=data.image_sha256, device_id=actor.device_id)
+    session.add(sig)
+    session.flush()
+    session.refresh(version, ["signatures"])
+    record(session, actor, "evidence.signed", evidence, kind=data.kind.value, signer=name,
+           version=str(version.id), content_hash=version.content_hash)
+    return sig
+
+
+def _signer(session: Session, actor: Actor, evidence: Evidence, version: EvidenceVersion, candidate: Candidate,
+            data: SignatureIn) -> tuple[str, uuid.UUID | None]:
+    """Work out who is signing, refusing a signature by the wrong person or on the wrong kind of evidence."""
+    candidate_user = session.get(User, candidate.user_id)
+    kind = data.kind
+    if kind == SignatureKind.AUTHENTICITY:
+        if actor.id != candidate.user_id:
+            raise NotPermitted("Only the candidate can declare that evidence is their own work.")
+        return candidate_user.name, candidate_user.id
+    if kind == SignatureKind.COUNTERSIGNATURE:
+        if evidence.method != Method.OBSERVATION:
+            raise InvalidInput("Only an observation is countersigned by the candidate.", field="kind")
+        if actor.id not in (candidate.user_id, version.author_id):
+            raise NotPermitted("The candidate countersigns an observation on their own or the observer's device.")
+        return candidate_user.name, candidate_user.id
+    if kind == SignatureKind.WITNESS:
+        if evidence.method != Method.WITNESS_TESTIMONY:
+            raise InvalidInput("Only witness testimony carries a witness signature.", field="kind")
+        if actor.id != version.author_id:
+            raise NotPermitted("The witness signs on the device where their testimony was recorded.")
+        return (version.witness_name or data.signer_name or "").strip() or "witness", None
+    if actor.id != version.author_id or evidence.method != Method.OBSERVATION:
+        raise NotPermitted("Only the observer signs an observation as observer.")
+    return actor.name, actor.id
+
+
+# --- Review ----------------------------------------------------------------------------------------
+
+
+def review(session: Session, actor: Actor, evidence_id: uuid.UUID | str, outcome: str, feedback: str) -> EvidenceReview:
+    """Accept or refer submitted evidence; a referral needs developmental feedback."""
+    evidence = get(session, evidence_id)
+    candidate = session.get(Candidate, evidence.candidate_id)
+    unit = session.get(Unit, evidence.unit_id)
+    if not people.assigned(session, candidate, actor.id, Role.ASSESSOR):
+        raise NotPermitted("Only the candidate's assessor can accept or refer their evidence.")
+    people.assessor_check(session, actor, unit, "accept or refer evidence")
+    rules.check_unit_unlocked(locked_on(session, candidate.id, unit.id), unit.code)
+    if outcome not in (Status.ACCEPTED, Status.REFERRED):
+        raise InvalidInput("Choose to accept or refer the evidence.", field="outcome")
+    if evidence.status not in (Status.SUBMITTED, Status.RESUBMITTED):
+        raise InvalidInput(f"This evidence is {evidence.status}, not waiting for a decision.", field="status")
+    feedback = feedback.strip()
+    if outcome == Status.REFERRED and len(feedback) < 10:
+        raise InvalidInput("Give developmental feedback when referring evidence: say what to add or change.",
+                           field="feedback")
+    version = current_version(session, evidence)
+    row = EvidenceReview(evidence_id=evidence.id, version_id=version.id, reviewer_id=actor.id, outcome=outcome,
+                         feedback=feedback)
+    evidence.status = outcome
+    session.add_all([row, evidence])
+    session.flush()
+    record(session, actor, f"evidence.{outcome}", evidence, version=str(version.id), feedback=feedback)
+    return row

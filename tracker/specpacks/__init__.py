@@ -1,0 +1,1 @@
+"""Spec packs: a qualification as data (schema.py), validated and loaded by loader.py."""
