@@ -190,6 +190,9 @@ def _no_observation_message(unit_code: str, live: Sequence[EvidenceFacts]) -> st
     observations = [e for e in live if e.method == "observation"]
     if any(e.observer_eligible and e.status != "accepted" for e in observations):
         return f"{need} Your observation is recorded but not yet accepted."
+    if observations:
+        return (f"{need} Your observation was recorded by someone who is not an eligible assessor or approved "
+                "expert witness, so it does not count. Arrange an observation with your assessor.")
     if any(e.method == "witness_testimony" for e in live):
         return (f"{need} You have witness testimony, but what a witness saw counts as witness testimony, "
                 "not as an observation. Arrange an observation with your assessor.")

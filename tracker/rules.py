@@ -4,6 +4,7 @@ Each rule refuses with a `RuleViolation` carrying a stable code and a plain-Engl
 message that says what was refused, why (citing the handbook), and what to do instead.
 Nothing here touches the database or the web: callers load the facts and pass them in.
 """
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -158,7 +159,9 @@ def check_setting(strategy: AssessmentStrategy, setting: str | None, detail: str
     if simulated:
         raise _simulation_refusal("This activity is marked as simulated.")
     detail_text = (detail or "").strip()
-    marker = next((m for m in strategy.simulation_markers if m.lower() in detail_text.lower()), None)
+    # Markers match at the start of a word: "role play" and "simulated" are refused, "Hammock Lane" is not.
+    marker = next((m for m in strategy.simulation_markers
+                   if re.search(rf"\b{re.escape(m.lower())}", detail_text.lower())), None)
     if marker:
         raise _simulation_refusal(f"The setting '{detail_text}' describes a simulated or classroom activity.")
     codes = {s.code for s in strategy.settings}
@@ -277,7 +280,9 @@ def check_expert_witness_approval(name: str, gaps: list[str]) -> None:
             "expert_witness_not_eligible",
             f"{name} cannot be approved as an expert witness: the record does not show {'; '.join(gaps)} "
             f"({HANDBOOK} §2, Expert witness). Record all three facts to approve them.",
-            field="working_knowledge" if "working knowledge" in gaps[0] else None,
+            field=next(f for key, f in (("working knowledge", "working_knowledge"),
+                                        ("occupational competence", "occupational_competence"),
+                                        ("", "assessment_qualification")) if key in gaps[0]),
         )
 
 
@@ -411,7 +416,7 @@ def check_candidate_age(date_of_birth: date, registration_date: date, min_age: i
             "candidate_under_16",
             f"This candidate would be {max(age, 0)} on the registration date {long_date(registration_date)}. "
             f"Candidates under {min_age} cannot be registered: the qualification is not approved for under-{min_age}s "
-            f"({HANDBOOK} §2, Age restrictions).",
+            f"({HANDBOOK} §2, Age restrictions). Register them once they are {min_age}.",
             field="date_of_birth",
         )
 

@@ -16,9 +16,13 @@ def validate(model: type[T], data: object) -> T:
         return model.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
+        if first["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            raise InvalidInput("The input must be a set of named fields.", field=None) from None
         field = ".".join(str(p) for p in first["loc"]) or None
         label = (field or "input").replace("_", " ")
-        raise InvalidInput(f"{label.capitalize()}: {_plain(first['msg'])}.", field=field) from None
+        message = _plain(first["msg"])
+        joiner = " " if message.startswith("should") else ": "
+        raise InvalidInput(f"{label.capitalize()}{joiner}{message}.", field=field) from None
 
 
 def _plain(message: str) -> str:

@@ -69,7 +69,7 @@ def decide(session: Session, actor: Actor, candidate_id: uuid.UUID | str, unit_c
             "criteria_not_met",
             f"Criterion {criterion.code} can be judged met only on accepted evidence mapped to it. Accept the "
             "evidence first, or choose evidence that has been accepted.", field="evidence")
-    return _record_decision(session, actor, candidate, criterion, outcome, evidence, note.strip())
+    return _record_decision(session, actor, candidate, criterion, outcome, evidence, (note or "").strip())
 
 
 def _decision_evidence(session: Session, candidate: Candidate, criterion: Criterion,
@@ -218,8 +218,9 @@ def reopen(session: Session, actor: Actor, candidate_id: uuid.UUID | str, unit_c
                                                  col(UnitSignOff.reopened_at).is_(None))).first()
     if row is None:
         raise InvalidInput(f"Unit {unit.code} is not signed off.", field="unit")
+    reason = (reason or "").strip()
     rules.check_reopen(actor.name, _may_reopen(session, actor, candidate, unit), reason, unit.code)
-    row.reopened_at, row.reopened_by_id, row.reopen_reason = utcnow(), actor.id, reason.strip()
+    row.reopened_at, row.reopened_by_id, row.reopen_reason = utcnow(), actor.id, reason
     session.add(row)
     record(session, actor, "unit.reopened", row, candidate=str(candidate.id), unit=unit.code, reason=reason.strip())
     return row
@@ -246,7 +247,7 @@ def record_assignment_result(session: Session, actor: Actor, candidate_id: uuid.
     if outcome not in ("pass", "refer"):
         raise InvalidInput("Record the assignment as passed or referred.", field="outcome")
     row = AssignmentResult(candidate_id=candidate.id, unit_id=unit.id, outcome=outcome, marked_by_id=actor.id,
-                           marked_on=actor.today, note=note.strip())
+                           marked_on=actor.today, note=(note or "").strip())
     session.add(row)
     session.flush()
     record(session, actor, "assignment.marked", row, candidate=str(candidate.id), unit=unit.code, outcome=outcome)
@@ -270,9 +271,10 @@ def iqa_review(session: Session, actor: Actor, decision_id: uuid.UUID | str, ver
     rules.check_iqa_independence(actor.id, decision.assessor_id, recorders, actor.name)
     if verdict not in ("agree", "disagree"):
         raise InvalidInput("Record whether you agree or disagree with the decision.", field="verdict")
-    if verdict == "disagree" and len(reasons.strip()) < 10:
+    reasons = (reasons or "").strip()
+    if verdict == "disagree" and len(reasons) < 10:
         raise InvalidInput("Give the reasons for disagreeing, so the assessor can act on them.", field="reasons")
-    row = IqaReview(iqa_id=actor.id, decision_id=decision.id, verdict=verdict, reasons=reasons.strip())
+    row = IqaReview(iqa_id=actor.id, decision_id=decision.id, verdict=verdict, reasons=reasons)
     session.add(row)
     session.flush()
     record(session, actor, "iqa.reviewed", row, decision=str(decision.id), verdict=verdict)

@@ -1,6 +1,7 @@
 """Evidence: capture, edit, revise, submit, sign and review, each checked against the handbook rules."""
 import uuid
 from datetime import UTC, date, datetime
+from types import SimpleNamespace
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, delete, select
@@ -290,12 +291,14 @@ def capture(session: Session, actor: Actor, data: EvidenceIn | dict) -> Evidence
     candidate = people.get_candidate(session, data.candidate_id)
     unit = unit_for(session, candidate, data.unit)
     _check_may_capture(session, actor, candidate, data.method)
+    digest = content_hash(version_content(candidate, unit, data.method, data))
+    # A replay of what was already captured gets the same answer, even if the rules have moved on since.
+    if data.id is not None and (same := _existing(session, data.id, digest)) is not None:
+        return same
     witness_signed = any(s.kind == SignatureKind.WITNESS for s in data.signatures)
     _check_rules(session, actor, candidate, unit, data.method, data, witness_signed, data.submit)
     resolved = _resolve(session, unit, data)
-    digest = content_hash(version_content(candidate, unit, data.method, data))
-    if data.id is not None and (same := _existing(session, data.id, digest)) is not None:
-        return same
+    _check_signatures(session, actor, candidate, data.method, data.witness_name, data.signatures)
     evidence = Evidence(candidate_id=candidate.id, unit_id=unit.id, method=data.method, created_by_id=actor.id,
                         device_id=actor.device_id, status=Status.SUBMITTED if data.submit else Status.DRAFT,
                         **({"id": data.id} if data.id else {}))
@@ -380,6 +383,7 @@ def revise(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: C
     resolved = _resolve(session, unit, data)
     old = current_version(session, evidence)
     digest = content_hash(version_content(candidate, unit, evidence.method, data))
+    _check_signatures(session, actor, candidate, evidence.method, data.witness_name, sigs)
     version = _write_version(session, evidence, old.number + 1, actor.user, data, resolved, digest, old.id)
     evidence.current_version = version.number
     if submitting:
@@ -436,6 +440,16 @@ def sign(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: Sig
     rules.check_unit_unlocked(locked_on(session, candidate.id, evidence.unit_id),
                               session.get(Unit, evidence.unit_id).code)
     return _sign(session, actor, evidence, current_version(session, evidence), candidate, data)
+
+
+def _check_signatures(session: Session, actor: Actor, candidate: Candidate, method: str, witness_name: str | None,
+                      signatures: list[SignatureIn]) -> None:
+    """Refuse a wrong signature on content about to be written by the actor, before anything is written."""
+    for data in signatures:
+        _signer(session, actor, SimpleNamespace(method=method),
+                SimpleNamespace(author_id=actor.id, witness_name=witness_name), candidate, data)
+        if data.image_sha256:
+            _check_blobs(session, [AttachmentIn(sha256=data.image_sha256, filename="signature.png")])
 
 
 def _sign(session: Session, actor: Actor, evidence: Evidence, version: EvidenceVersion, candidate: Candidate,
@@ -499,7 +513,7 @@ def review(session: Session, actor: Actor, evidence_id: uuid.UUID | str, outcome
         raise InvalidInput("Choose to accept or refer the evidence.", field="outcome")
     if evidence.status not in (Status.SUBMITTED, Status.RESUBMITTED):
         raise InvalidInput(f"This evidence is {evidence.status}, not waiting for a decision.", field="status")
-    feedback = feedback.strip()
+    feedback = (feedback or "").strip()
     if outcome == Status.REFERRED and len(feedback) < 10:
         raise InvalidInput("Give developmental feedback when referring evidence: say what to add or change.",
                            field="feedback")

@@ -353,15 +353,17 @@ def register_candidate(session: Session, actor: Actor, data: CandidateIn | dict)
     _check_setting(qualification, data.work_setting)
     candidate = Candidate(user_id=user.id, qualification_id=qualification.id, **data.model_dump(
         include={"registration_number", "date_of_birth", "registration_date", "workplace", "work_setting"}))
+    staff = [(get_user(session, uid), Role.ASSESSOR) for uid in data.assessor_ids] + [
+        (get_user(session, uid), Role.IQA) for uid in data.iqa_ids]
+    for person, role in staff:  # refuse a wrong assignment before anything is written
+        _check_assignable(session, candidate, person, role, actor.today)
     session.add(candidate)
     session.flush()
     grant_role(session, actor, user, Role.CANDIDATE)
     record(session, actor, "candidate.registered", candidate, user=str(user.id), qualification=qualification.code,
            registration_number=candidate.registration_number)
-    for uid in data.assessor_ids:
-        assign(session, actor, candidate, get_user(session, uid), Role.ASSESSOR)
-    for uid in data.iqa_ids:
-        assign(session, actor, candidate, get_user(session, uid), Role.IQA)
+    for person, role in staff:
+        assign(session, actor, candidate, person, role)
     return candidate
 
 
@@ -383,14 +385,10 @@ def _check_setting(qualification: Qualification, setting: str) -> None:
 def assign(session: Session, actor: Actor, candidate: Candidate, user: User, role: Role | str) -> CandidateAssignment:
     """Attach an assessor, IQA, expert witness or witness to a candidate."""
     require_role(actor, Role.ADMINISTRATOR)
-    role = Role(role)
     if role not in ASSIGNABLE:
-        raise InvalidInput(f"A {role.value} cannot be assigned to a candidate.", field="role")
-    creds = credentials(session, [user.id])[user.id]
-    if role.value not in creds.roles:
-        raise InvalidInput(f"{user.name} does not hold the {role.value.replace('_', ' ')} role.", field="user_id")
-    if role == Role.ASSESSOR:
-        _check_assessor_for(session, candidate, user, creds, actor.today)
+        raise InvalidInput(f"A {getattr(role, 'value', role)} cannot be assigned to a candidate.", field="role")
+    role = Role(role)
+    _check_assignable(session, candidate, user, role, actor.today)
     existing = session.exec(select(CandidateAssignment).where(
         CandidateAssignment.candidate_id == candidate.id, CandidateAssignment.user_id == user.id,
         CandidateAssignment.role == role.value)).first()
@@ -403,6 +401,15 @@ def assign(session: Session, actor: Actor, candidate: Candidate, user: User, rol
     session.flush()
     record(session, actor, "candidate.assigned", row, candidate=str(candidate.id), user=str(user.id), role=role.value)
     return row
+
+
+def _check_assignable(session: Session, candidate: Candidate, user: User, role: Role, on: date) -> None:
+    """Refuse to attach someone who does not hold the role, or an assessor eligible for none of the units."""
+    creds = credentials(session, [user.id])[user.id]
+    if role.value not in creds.roles:
+        raise InvalidInput(f"{user.name} does not hold the {role.value.replace('_', ' ')} role.", field="user_id")
+    if role == Role.ASSESSOR:
+        _check_assessor_for(session, candidate, user, creds, on)
 
 
 def _check_assessor_for(session: Session, candidate: Candidate, user: User, creds: Credentials, on: date) -> None:
@@ -434,4 +441,14 @@ def get_candidate(session: Session, candidate_id: uuid.UUID | str) -> Candidate:
     candidate = session.get(Candidate, _uuid(candidate_id, "candidate"))
     if candidate is None:
         raise NotFound("candidate")
+    return candidate
+
+
+def find_candidate(session: Session, key: str) -> Candidate:
+    """Return a candidate by email address or registration number, or refuse."""
+    key = key.strip()
+    candidate = session.exec(select(Candidate).join(User, User.id == Candidate.user_id).where(
+        (User.email == key.lower()) | (Candidate.registration_number == key))).first()
+    if candidate is None:
+        raise NotFound("candidate with that email address or registration number")
     return candidate
