@@ -79,6 +79,16 @@ def postgres_template(postgres_server):
 _numbers = itertools.count()
 
 
+@pytest.fixture(autouse=True)
+def _cheap_password_hashing(monkeypatch):
+    """Hash test passwords with argon2id at its lowest cost; the production parameters are tested on their own."""
+    from argon2 import PasswordHasher
+
+    from tracker.services import people
+
+    monkeypatch.setattr(people, "_hasher", PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+
 @pytest.fixture
 def database_url(request, backend, tmp_path):
     """A fresh, migrated database with the bundled packs loaded, on the backend under test."""
@@ -115,3 +125,32 @@ def session(engine):
 def factory(session):
     """A factory for people, candidates and evidence, acting through the real services."""
     return Factory(session, TODAY)
+
+
+@pytest.fixture
+def app(database_url, tmp_path):
+    """The web app on this test's database, with CSRF and rate limits on as in production."""
+    from tracker import create_app
+
+    app = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "DATABASE_URL": database_url},
+                     instance=tmp_path / "instance")
+    yield app
+    app.extensions["engine"].dispose()
+
+
+@pytest.fixture
+def client(app):
+    """A test client for the app."""
+    return app.test_client()
+
+
+@pytest.fixture
+def sign_in(client):
+    """Sign a person in through the real form (reading its CSRF token like a browser)."""
+    from support.web import form_token
+
+    def do(user, password="correct horse battery"):
+        token = form_token(client.get("/auth/login").get_data(as_text=True))
+        return client.post("/auth/login", data={"email": user.email, "password": password, "csrf_token": token})
+
+    return do

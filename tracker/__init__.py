@@ -3,25 +3,31 @@ import os
 from pathlib import Path
 
 
-def create_app(test_config: dict | None = None):  # noqa: ANN201
+def create_app(test_config: dict | None = None, instance: str | Path | None = None):  # noqa: ANN201
     """Create and configure the tracker's web application."""
     # Flask is imported here, not at module level, so that `sync` and the command line can
     # use the models and rules without loading the web framework.
     from flask import Flask
 
-    app = Flask(__name__, instance_relative_config=True, template_folder="../templates", static_folder="../static")
+    from . import db
+
+    app = Flask(__name__, instance_relative_config=True, instance_path=str(instance or db.instance_path()),
+                template_folder="../templates", static_folder="../static")
     app.config.from_mapping(
-        SECRET_KEY=os.environ.get("TRACKER_SECRET_KEY", "dev"),  # replaced by instance/config.py in production
+        SECRET_KEY=os.environ.get("TRACKER_SECRET_KEY"),  # `tracker init` writes one into instance/config.py
         DATABASE_URL=None,  # None: DATABASE_URL from the environment, else SQLite in the instance folder
-        MAX_CONTENT_LENGTH=512 * 1024 * 1024,  # the largest upload (a video); each type has its own limit too
+        MAX_CONTENT_LENGTH=512 * 1024 * 1024,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",  # Secure is added per request whenever it arrives over HTTPS  # the largest upload (a video); each type has its own limit too
     )
-    if test_config is None:
-        app.config.from_pyfile("config.py", silent=True)
-    else:
+    app.config.from_pyfile("config.py", silent=True)
+    if test_config is not None:
         app.config.from_mapping(test_config)
     Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+    if not app.config["SECRET_KEY"]:
+        raise RuntimeError("No SECRET_KEY: run `tracker init`, which writes one into the instance folder.")
 
-    from . import db, web
+    from . import web
 
     app.config["DATABASE_URL"] = db.database_url(app.instance_path, app.config["DATABASE_URL"])
     db.init_app(app)

@@ -1,5 +1,6 @@
 """The database: one engine per app, one session per request, schema by Alembic migrations."""
 import os
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -11,6 +12,21 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def instance_path() -> Path:
+    """Return the instance folder: $TRACKER_INSTANCE, or instance/ beside the tracker package."""
+    return Path(os.environ.get("TRACKER_INSTANCE") or Path(__file__).resolve().parent.parent / "instance")
+
+
+def ensure_secret_key(instance: Path) -> None:
+    """Write a random secret key into instance/config.py the first time, so sessions survive restarts."""
+    config = instance / "config.py"
+    if config.exists():
+        return
+    instance.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"SECRET_KEY = {secrets.token_hex(32)!r}\n", encoding="utf-8")
+    config.chmod(0o600)
 
 
 def database_url(instance_path: str | Path, configured: str | None = None) -> str:

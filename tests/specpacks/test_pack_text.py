@@ -1,23 +1,18 @@
 """The spec packs say what the source documents say, word for word."""
 
 import copy
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
+
+from support import handbook
 
 ROOT = Path(__file__).resolve().parents[2]
 PACK = ROOT / "tracker" / "specpacks" / "cg-3085.json"
 SQA_PACK = ROOT / "tests" / "data" / "specpacks" / "sqa-fm9634.json"
 EXCERPT = ROOT / "tests" / "data" / "handbook_3085_unit002.txt"
 
-# Loaded by path so the test works under any pytest import mode.
-_spec = importlib.util.spec_from_file_location(
-    "specpack_handbook", Path(__file__).with_name("handbook.py")
-)
-handbook = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(handbook)
 
 UNIT_002_CODES = [
     "1.1", "1.2", "1.3",

@@ -1,0 +1,78 @@
+"""Migrations: an upgraded empty database has exactly the models' schema, and the audit log is append-only."""
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from tracker import models
+from tracker.audit import SYSTEM, record
+from tracker.db import alembic_config, make_engine, transaction, upgrade
+from tracker.models import AuditEntry
+
+
+@pytest.fixture
+def empty_url(backend, tmp_path, request):
+    """An empty database on the backend under test."""
+    if backend == "sqlite":
+        return f"sqlite:///{tmp_path / 'empty.db'}"
+    admin = request.getfixturevalue("postgres_template")
+    with admin.connect() as conn:
+        conn.execute(text("DROP DATABASE IF EXISTS tracker_empty WITH (FORCE)"))
+        conn.execute(text("CREATE DATABASE tracker_empty"))
+    return admin.url.set(database="tracker_empty").render_as_string(hide_password=False)
+
+
+def test_upgrade_gives_exactly_the_models_schema(empty_url):
+    """Alembic finds no difference between the migrated database and the models."""
+    engine = make_engine(empty_url)
+    upgrade(engine)
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), models.metadata)
+    engine.dispose()
+    assert diff == []
+
+
+def test_one_head_and_version_recorded(empty_url):
+    """The migrations form one line, and the database records the newest."""
+    engine = make_engine(empty_url)
+    upgrade(engine)
+    head = ScriptDirectory.from_config(alembic_config(engine)).get_heads()
+    with engine.connect() as conn:
+        current = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    engine.dispose()
+    assert head == [current]
+
+
+def test_upgrade_twice_changes_nothing(empty_url):
+    """Running the upgrade again is harmless."""
+    engine = make_engine(empty_url)
+    upgrade(engine)
+    upgrade(engine)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
+    engine.dispose()
+
+
+@pytest.mark.parametrize("statement", ["UPDATE auditentry SET action = 'forged'", "DELETE FROM auditentry"])
+def test_audit_log_refuses_changes_in_the_database(engine, statement):
+    """The database itself refuses to update or delete an audit entry."""
+    with transaction(engine) as session:
+        entry = record(session, SYSTEM, "test.entry", AuditEntry(id=0, action="", entity_type="", entity_id="0"))
+    with pytest.raises(DBAPIError, match="append-only"):
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT action FROM auditentry WHERE id = :id"), {"id": entry.id}).scalar_one() == \
+            "test.entry"
+
+
+def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path):
+    """SQLite runs in WAL mode with foreign keys enforced; a field device asks for full durability."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}", durable=True)
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
+        assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
+        assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 2  # FULL
+    engine.dispose()

@@ -1,0 +1,226 @@
+"""The `tracker` command line: set up a centre, load the demo, manage people, print the unit, serve."""
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlmodel import Session, select
+
+from .audit import SYSTEM
+from .db import database_url, ensure_secret_key, instance_path, make_engine, transaction, upgrade
+from .errors import Refusal
+from .models import Role, Unit
+from .specpacks import loader
+
+
+class Context:
+    """What every command needs: where the instance folder and the database are."""
+
+    def __init__(self, instance: Path, url: str | None):
+        self.instance = instance
+        self.url = database_url(instance, url)
+
+    def engine(self):  # noqa: ANN201
+        """Return an engine on the centre's database."""
+        self.instance.mkdir(parents=True, exist_ok=True)
+        return make_engine(self.url)
+
+
+def friendly(command: Callable) -> Callable:
+    """Report refusals and database problems as one clear line, never a traceback."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except Refusal as refusal:
+            raise click.ClickException(refusal.message) from None
+        except (OperationalError, ProgrammingError) as exc:
+            raise click.ClickException(
+                f"The database is not ready ({exc.orig.__class__.__name__}: {str(exc.orig).strip()}). "
+                "Run `tracker init` first, or check DATABASE_URL.") from None
+
+    return run
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--instance", type=click.Path(file_okay=False, path_type=Path), envvar="TRACKER_INSTANCE",
+              default=None, help="Folder for the database, media and config (default: ./instance of the project).")
+@click.option("--database-url", envvar="DATABASE_URL", default=None,
+              help="Database URL (default: SQLite in the instance folder; PostgreSQL for larger centres).")
+@click.pass_context
+def main(ctx: click.Context, instance: Path | None, database_url: str | None) -> None:
+    """Portfolio evidence tracker for the City & Guilds 3085-02 Award (Unit 002)."""
+    ctx.obj = Context(instance or instance_path(), database_url)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+def _prepare(ctx: Context):  # noqa: ANN202
+    """Migrate the database to the newest schema and load the bundled spec packs."""
+    engine = ctx.engine()
+    ensure_secret_key(ctx.instance)
+    upgrade(engine)
+    with transaction(engine) as session:
+        results = [loader.load(session, document) for document in loader.bundled()]
+    return engine, results
+
+
+@main.command()
+@pass_context
+@friendly
+def init(ctx: Context) -> None:
+    """Create or upgrade the database and load the bundled qualification (idempotent)."""
+    _, results = _prepare(ctx)
+    click.echo(f"Database ready: {ctx.url}")
+    for result in results:
+        click.echo(f"Spec pack {result}")
+
+
+@main.command()
+@pass_context
+@friendly
+def demo(ctx: Context) -> None:
+    """Set up the database and load the demo centre; print how to sign in."""
+    from . import demo as demo_centre
+    from .storage import LocalStorage
+
+    engine, _ = _prepare(ctx)
+    with transaction(engine) as session:
+        if demo_centre.is_loaded(session):
+            click.echo("The demo centre is already loaded.")
+            centre = demo_centre.logins(session)
+        else:
+            centre = demo_centre.load_demo(session, LocalStorage(ctx.instance / "media"), date.today())
+            click.echo("Demo centre loaded.")
+    _print_logins(centre)
+
+
+def _print_logins(centre) -> None:  # noqa: ANN001
+    from .demo import DEMO_PASSWORD
+
+    click.echo(f"\nSign in with any of these (password: {DEMO_PASSWORD}):")
+    for login in centre.logins:
+        click.echo(f"  {login.email:<34} {', '.join(login.roles):<28} {login.hint}")
+
+
+@main.group()
+def user() -> None:
+    """Manage people's accounts."""
+
+
+@user.command("add")
+@click.argument("email")
+@click.option("--name", required=True, help="The person's full name.")
+@click.option("--role", "roles", multiple=True, required=True, type=click.Choice([r.value for r in Role]),
+              help="A role to give (repeat for several).")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="The password (asked for if not given; at least 10 characters).")
+@pass_context
+@friendly
+def user_add(ctx: Context, email: str, name: str, roles: tuple[str, ...], password: str) -> None:
+    """Add a person with one or more roles."""
+    from .services import people
+
+    with transaction(ctx.engine()) as session:
+        person = people.create_user(session, SYSTEM, {"email": email, "name": name, "password": password,
+                                                      "roles": list(roles)})
+    click.echo(f"Added {person.name} <{person.email}> as {', '.join(roles)}.")
+
+
+@main.command()
+@click.option("--unit", default="002", show_default=True, help="The unit's code.")
+@click.option("--pack", default="cg-3085", show_default=True, help="The spec pack the unit belongs to.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@pass_context
+@friendly
+def criteria(ctx: Context, unit: str, pack: str, as_json: bool) -> None:
+    """Print a unit's learning outcomes, assessment criteria and range."""
+    with Session(ctx.engine()) as session:
+        row = session.exec(select(Unit).where(Unit.pack_key == pack, Unit.code == unit)).first()
+        if row is None:
+            raise click.ClickException(f"No unit {unit} in spec pack {pack}. Run `tracker init` to load it.")
+        data = loader.unit_json(row)
+    if as_json:
+        click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+        return
+    click.echo(f"Unit {data['unit']}: {data['title']}")
+    for outcome in data["outcomes"]:
+        click.echo(f"\n{outcome['number']}  {outcome['title']}")
+        for c in outcome["criteria"]:
+            click.echo(f"  {c['code']:<5}{c['text'].replace(chr(10), chr(10) + ' ' * 7)}")
+            for group in c["range"]:
+                items = "; ".join(group["items"]) or group["text"]
+                click.echo(f"       range, {group['term']}: {items}")
+
+
+@main.group()
+def pack() -> None:
+    """Load qualification spec packs."""
+
+
+@pack.command("load")
+@click.argument("path", type=click.Path(dir_okay=False, path_type=Path))
+@pass_context
+@friendly
+def pack_load(ctx: Context, path: Path) -> None:
+    """Load a spec pack file, or a corrected version of one already loaded."""
+    engine = ctx.engine()
+    upgrade(engine)
+    with transaction(engine) as session:
+        result = loader.load(session, loader.read(path))
+    click.echo(f"Spec pack {result}")
+
+
+@main.command()
+@click.argument("candidate")
+@click.option("--unit", default="002", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@pass_context
+@friendly
+def readiness(ctx: Context, candidate: str, unit: str, as_json: bool) -> None:
+    """Show a candidate's readiness for sign-off (by email or registration number)."""
+    from .services import assessment, people
+    from .services.evidence import unit_for
+
+    with Session(ctx.engine()) as session:
+        found = people.find_candidate(session, candidate)
+        state = assessment.readiness_for(session, found, unit_for(session, found, unit))
+    if as_json:
+        click.echo(json.dumps(state.as_dict(), indent=2))
+        return
+    met = state.counts.get("met", 0)
+    click.echo(f"Unit {unit}: {met} of {len(state.criteria)} criteria met.")
+    if state.signed_off_on:
+        click.echo(f"Signed off on {state.signed_off_on:%d %B %Y}.")
+    elif state.ready:
+        click.echo("Ready for the assessor to sign off.")
+    for blocker in state.blockers:
+        click.echo(f"- {blocker.message}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 64))
+@pass_context
+@friendly
+def serve(ctx: Context, host: str, port: int, threads: int) -> None:
+    """Serve the tracker over HTTP with a production WSGI server."""
+    import waitress
+
+    from . import create_app
+
+    engine, _ = _prepare(ctx)
+    engine.dispose()
+    app = create_app({"DATABASE_URL": ctx.url}, instance=ctx.instance)
+    click.echo(f"Tracker running at http://{host}:{port}/  (press Ctrl+C to stop)")
+    sys.stdout.flush()
+    waitress.serve(app, host=host, port=port, threads=threads, ident="tracker")
+
