@@ -112,6 +112,14 @@ class Blob(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class BlobRendition(SQLModel, table=True):
+    """A smaller copy of a photo (the screen size or the thumbnail), itself stored as a blob."""
+
+    original_sha256: str = Field(foreign_key="blob.sha256", primary_key=True, max_length=64)
+    size: str = Field(primary_key=True, max_length=10)  # "screen" or "thumb"
+    sha256: str = Field(foreign_key="blob.sha256", max_length=64)
+
+
 class Attachment(SQLModel, table=True):
     """A file attached to a version under the name its author gave it."""
 
