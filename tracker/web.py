@@ -1,0 +1,72 @@
+"""The web layer's wiring: sign-in, CSRF, rate limits, security headers, refusals, blueprints."""
+from flask import Flask, render_template, request
+from flask.sessions import SecureCookieSessionInterface
+from flask_htmx import HTMX
+from flask_limiter import Limiter
+from flask_limiter.util import get_remote_address
+from flask_login import LoginManager
+from flask_wtf.csrf import CSRFError, CSRFProtect
+
+from .errors import Refusal
+
+csrf = CSRFProtect()
+htmx = HTMX()
+login_manager = LoginManager()
+limiter = Limiter(get_remote_address, storage_uri="memory://", default_limits=[])
+
+# htmx 2 runs without inline script or eval; styles come from our own stylesheet only.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "media-src 'self' blob:; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+STATUS = {"forbidden": 403, "not_found": 404}
+
+
+class SessionInterface(SecureCookieSessionInterface):
+    """Mark the session cookie Secure whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app: Flask) -> bool:
+        """Return whether the session cookie must only travel over HTTPS."""
+        return bool(app.config["SESSION_COOKIE_SECURE"] or request.is_secure)
+
+
+def init_app(app: Flask) -> None:
+    """Wire the web layer into the app."""
+    app.session_interface = SessionInterface()
+    csrf.init_app(app)
+    htmx.init_app(app)
+    limiter.init_app(app)
+    login_manager.init_app(app)
+    app.after_request(_headers)
+    app.context_processor(lambda: {"url_rules": {rule.endpoint for rule in app.url_map.iter_rules()}})
+    app.register_error_handler(Refusal, _refused)
+    app.register_error_handler(CSRFError, _csrf_failed)
+    from . import assessment, auth, caseload, evidence, files, home, portfolio
+    from .storage import storage_from_config
+
+    app.extensions["storage"] = storage_from_config(app.config, app.instance_path)
+    for module in (auth, home, caseload, portfolio, evidence, assessment, files):
+        app.register_blueprint(module.bp)
+
+
+def _headers(response):  # noqa: ANN001, ANN202
+    response.headers.setdefault("Content-Security-Policy", CSP)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    response.headers.setdefault("X-Frame-Options", "DENY")
+    response.headers.setdefault("Permissions-Policy", "geolocation=(), microphone=(self), camera=(self)")
+    response.vary.add("HX-Request")
+    if request.is_secure:
+        response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response
+
+
+def _refused(refusal: Refusal):  # noqa: ANN202
+    """Show a refusal that reached the top as a page with its message and the right status."""
+    status = STATUS.get(refusal.kind, 400)
+    return render_template("error.html", title="Not allowed" if status == 403 else "Not found" if status == 404
+                           else "Cannot do that", message=refusal.message), status
+
+
+def _csrf_failed(error: CSRFError):  # noqa: ANN202
+    return render_template("error.html", title="Form expired",
+                           message="This form has expired or was sent from elsewhere. Go back, reload the page "
+                                   "and try again."), 400
