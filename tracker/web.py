@@ -1,5 +1,7 @@
 """The web layer's wiring: sign-in, CSRF, rate limits, security headers, refusals, blueprints."""
-from flask import Flask, render_template, request
+import time
+
+from flask import Flask, g, render_template, request
 from flask.sessions import SecureCookieSessionInterface
 from flask_htmx import HTMX
 from flask_limiter import Limiter
@@ -35,19 +37,33 @@ def init_app(app: Flask) -> None:
     htmx.init_app(app)
     limiter.init_app(app)
     login_manager.init_app(app)
+    app.before_request(_start_clock)
     app.after_request(_headers)
-    app.context_processor(lambda: {"url_rules": {rule.endpoint for rule in app.url_map.iter_rules()}})
+    app.context_processor(lambda: {"url_rules": _endpoints(app)})
     app.register_error_handler(Refusal, _refused)
     app.register_error_handler(CSRFError, _csrf_failed)
-    from . import assessment, auth, caseload, evidence, files, home, portfolio
+    from . import admin, assessment, auth, caseload, evidence, files, home, portfolio
     from .storage import storage_from_config
 
     app.extensions["storage"] = storage_from_config(app.config, app.instance_path)
-    for module in (auth, home, caseload, portfolio, evidence, assessment, files):
+    for module in (auth, home, caseload, portfolio, evidence, assessment, files, admin):
         app.register_blueprint(module.bp)
 
 
+def _endpoints(app: Flask) -> frozenset[str]:
+    """Return the app's endpoint names (computed once), so pages can link only to what exists."""
+    if "endpoints" not in app.extensions:
+        app.extensions["endpoints"] = frozenset(rule.endpoint for rule in app.url_map.iter_rules())
+    return app.extensions["endpoints"]
+
+
+def _start_clock() -> None:
+    g.started = time.perf_counter()
+
+
 def _headers(response):  # noqa: ANN001, ANN202
+    if "started" in g:  # how long the server spent, for browsers' dev tools and the page benchmark
+        response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - g.started) * 1000:.2f}"
     response.headers.setdefault("Content-Security-Policy", CSP)
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Referrer-Policy", "same-origin")

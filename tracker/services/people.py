@@ -4,6 +4,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date
+from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -304,7 +305,15 @@ def eligibility(creds: Credentials, unit: Unit, on: date) -> rules.Eligibility:
     return rules.assessor_eligibility(unit.strategy, unit.code, creds.qualifications, creds.competences, on)
 
 
-def observer(user: User, creds: Credentials, unit: Unit, on: date, candidate: Candidate | None) -> rules.Observer:
+class Person(NamedTuple):
+    """Who someone is, for the rules that name them."""
+
+    id: uuid.UUID
+    name: str
+
+
+def observer(user: User | Person, creds: Credentials, unit: Unit, on: date,
+             candidate: Candidate | None) -> rules.Observer:
     """Build the facts the observation rule needs about a person."""
     return rules.Observer(
         name=user.name, roles=creds.roles, assessor=eligibility(creds, unit, on),
@@ -452,3 +461,18 @@ def find_candidate(session: Session, key: str) -> Candidate:
     if candidate is None:
         raise NotFound("candidate with that email address or registration number")
     return candidate
+
+
+def end_assignment(session: Session, actor: Actor, candidate: Candidate,
+                   assignment_id: uuid.UUID | str) -> CandidateAssignment:
+    """Detach a person from a candidate from today, keeping the assignment on record."""
+    require_role(actor, Role.ADMINISTRATOR)
+    row = session.get(CandidateAssignment, _uuid(assignment_id, "assignment"))
+    if row is None or row.candidate_id != candidate.id:
+        raise NotFound("assignment")
+    if row.ended_on is None:
+        row.ended_on = actor.today
+        session.add(row)
+        record(session, actor, "candidate.unassigned", row, candidate=str(candidate.id), user=str(row.user_id),
+               role=row.role)
+    return row
