@@ -5,6 +5,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_htmx.responses import HTMXResponseClientRedirect
 from flask_login import current_user, login_required, login_user, logout_user
+from sqlalchemy.orm import joinedload
 
 from .audit import Actor
 from .db import get_session
@@ -34,7 +35,7 @@ class SessionUser:
 def load_user(user_id: str) -> SessionUser | None:
     """Load the signed-in person for each request."""
     try:
-        user = get_session().get(User, uuid.UUID(user_id))
+        user = get_session().get(User, uuid.UUID(user_id), options=[joinedload(User.roles)])
     except ValueError:
         return None
     return SessionUser(user) if user and user.active else None

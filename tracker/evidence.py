@@ -11,9 +11,11 @@ from sqlmodel import Session, select
 from . import access, media
 from .auth import actor, me
 from .db import get_session
-from .errors import InvalidInput, Refusal
+from .errors import InvalidInput, NotPermitted, Refusal
 from .forms import Form, form_from
-from .models import Evidence, EvidenceReview, EvidenceVersion, Method, RangeItem, Role, Status, User, new_id
+from .files import _evidence_ids
+from .models import (BlobRendition, Evidence, EvidenceReview, EvidenceVersion, Method, RangeItem, Role, Status, User,
+                     new_id)
 from .services import evidence as service
 from .services.assessment import criteria_of
 from .web import htmx
@@ -31,6 +33,7 @@ FIELDS = ("title", "activity_date", "setting", "setting_detail", "narrative", "l
           "witness_role", "witness_relationship", "witness_contact", "criteria", "files", "range_items",
           "countersignature", "witness_signature", "declaration", "method", "observer", "attachments")
 MAX_SIGNATURE = 512 * 1024
+UPLOAD_FIELDS = {"file": "files"}  # a refused upload is shown beside the files field
 
 
 def storage():  # noqa: ANN201
@@ -47,6 +50,7 @@ def create(candidate_id: str, method: str):  # noqa: ANN201
     """Show the form for a method and record the evidence; a refusal comes back beside its field."""
     session = get_session()
     candidate, relation = access.candidate_for(session, me(), candidate_id)
+    service._check_may_capture(session, actor(), candidate, method)  # 403 before a form they could never send
     form = form_from(request.form if request.method == "POST" else _defaults(method), *FIELDS)
     if request.method == "POST":
         try:
@@ -55,7 +59,7 @@ def create(candidate_id: str, method: str):  # noqa: ANN201
             session.commit()
         except Refusal as refusal:
             session.rollback()
-            return _form_page(candidate, relation, method, form.refuse(refusal), None), 422
+            return _form_page(candidate, relation, method, form.refuse(refusal, UPLOAD_FIELDS), None), 422
         flash(_saved_message(item), "success")
         return redirect(url_for("evidence.detail", evidence_id=item.id), 303)
     return _form_page(candidate, relation, method, form, None)
@@ -103,14 +107,36 @@ def _content_input(session: Session, form: Form) -> dict:
 def _kept_uploads(session: Session, form: Form) -> list[dict]:
     """Store newly uploaded files, and keep the ones uploaded on an earlier, refused attempt."""
     kept = [dict(zip(("sha256", "filename"), k.split("|", 1), strict=True)) for k in form.getlist("kept") if "|" in k]
-    for upload in request.files.getlist("files"):
-        if not upload or not upload.filename:
-            continue
-        stored = media.ingest(session, storage(), upload.stream, upload.filename, upload.mimetype)
-        session.commit()  # a stored file outlives a refused form, so the person need not upload it again
-        if stored.sha256 not in {k["sha256"] for k in kept}:
-            kept.append({"sha256": stored.sha256, "filename": stored.filename})
+    if not all(_may_attach(session, k["sha256"]) for k in kept):  # the same words as for a file never stored
+        raise InvalidInput("An attached file has not been uploaded yet; upload it first.", field="attachments")
+    try:
+        for upload in request.files.getlist("files"):
+            if not upload or not upload.filename:
+                continue
+            stored = media.ingest(session, storage(), upload.stream, upload.filename, upload.mimetype)
+            session.commit()  # a stored file outlives a refused form, so the person need not upload it again
+            if stored.sha256 not in {k["sha256"] for k in kept}:
+                kept.append({"sha256": stored.sha256, "filename": stored.filename})
+    finally:  # when one file is refused, the ones stored before it are still offered as already uploaded
+        form.values.setlist("kept", [f"{a['sha256']}|{a['filename']}" for a in kept])
     return kept
+
+
+def _may_attach(session: Session, sha256: str) -> bool:
+    """Say whether this person may attach a stored file by its hash: one attached nowhere yet, or one they may read.
+
+    Without this, knowing the hash of someone else's file would be enough to attach it to your own evidence and
+    then download it. A photo's smaller copy counts as the photo.
+    """
+    original = session.exec(select(BlobRendition.original_sha256).where(BlobRendition.sha256 == sha256)).first()
+    evidence_ids = _evidence_ids(original or sha256)
+    for evidence_id in evidence_ids:
+        try:
+            access.evidence_for(session, me(), evidence_id)
+            return True
+        except Refusal:
+            continue
+    return not evidence_ids
 
 
 def _signatures(session: Session, form: Form, method: str, submitting: bool) -> list[dict]:
@@ -188,10 +214,11 @@ def _detail_page(session: Session, item: Evidence, relation: frozenset[str], for
         EvidenceReview.evidence_id == item.id).order_by(EvidenceReview.created_at)).all()
     content = service._content_of(session, version)
     candidate = session.get(service.Candidate, item.candidate_id)
-    names = dict(session.exec(select(User.id, User.name).where(User.id.in_([v.author_id for v in versions]))).all())
+    names = dict(session.exec(select(User.id, User.name).where(
+        User.id.in_({v.author_id for v in versions} | {candidate.user_id}))).all())
     return render_template("evidence/detail.html", item=item, version=version, versions=versions, content=content,
                            reviews=reviews, relation=relation, form=form, names=names, candidate=candidate,
-                           candidate_name=session.get(User, candidate.user_id).name, me=me(),
+                           candidate_name=names[candidate.user_id], me=me(),
                            is_assessor=Role.ASSESSOR in relation), status
 
 
@@ -208,6 +235,8 @@ def _act(evidence_id: str, do, success: str):  # noqa: ANN001, ANN202
         session.commit()
     except Refusal as refusal:
         session.rollback()
+        if isinstance(refusal, NotPermitted):
+            raise  # a role that may never do this gets 403, not a form to correct
         item, relation = access.evidence_for(session, me(), evidence_id)
         return _detail_page(session, item, relation, form.refuse(refusal, {"status": "outcome"}),
                             200 if htmx else 422)
@@ -253,6 +282,7 @@ def revise(evidence_id: str):  # noqa: ANN201
     session = get_session()
     item, relation = access.evidence_for(session, me(), evidence_id)
     candidate = session.get(service.Candidate, item.candidate_id)
+    access.require(item.created_by_id == me().id, "Only the person who recorded this evidence can change it.")
     if request.method == "GET":
         return _form_page(candidate, relation, item.method, _form_of(session, item), item)
     form = form_from(request.form, *FIELDS)
@@ -263,11 +293,12 @@ def revise(evidence_id: str):  # noqa: ANN201
             service.update_draft(session, actor(), item.id, data)
         else:
             service.revise(session, actor(), item.id, data, base_version=request.form.get("base_version", type=int),
-                           signatures=_signatures(session, form, item.method, item.status != Status.DRAFT))
+                           signatures=[service.SignatureIn.model_validate(s) for s in
+                                       _signatures(session, form, item.method, item.status != Status.DRAFT)])
         session.commit()
     except Refusal as refusal:
         session.rollback()
-        return _form_page(candidate, relation, item.method, form.refuse(refusal), item), 422
+        return _form_page(candidate, relation, item.method, form.refuse(refusal, UPLOAD_FIELDS), item), 422
     flash("Your changes are saved." if item.status == Status.DRAFT else "Resubmitted as a new version.", "success")
     return redirect(url_for("evidence.detail", evidence_id=item.id), 303)
 

@@ -1,0 +1,442 @@
+"""The permission matrix: every route, for every role of a small centre, answers as the roles allow.
+
+A route added without an entry in ROUTES makes `test_every_route_has_an_expectation` fail.
+"""
+import io
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import pytest
+from PIL import Image
+from sqlalchemy import func
+from sqlmodel import select
+
+from support.web import form_token
+from tracker import media
+from tracker.models import (
+    AssessorQualification,
+    Attachment,
+    AuditEntry,
+    Candidate,
+    CandidateAssignment,
+    CriterionDecision,
+    Evidence,
+    EvidenceReview,
+    EvidenceVersion,
+    Role,
+    Signature,
+    Status,
+    UnitSignOff,
+    User,
+)
+from tracker.services import evidence as evidence_service
+
+# Who may do what is decided in Python, not by the database engine: the matrix runs on SQLite, and the
+# pages themselves are tested on both engines in test_pages.py and test_admin.py.
+BACKENDS = ("sqlite",)
+
+ROLES = ("administrator", "assessor_a", "assessor_b", "iqa", "expert_witness", "witness", "candidate_c",
+         "candidate_d", "eqa", "signed_out")
+STAFF_ROLES = ROLES[:-1]
+COUNTED = (Evidence, EvidenceVersion, EvidenceReview, CriterionDecision, UnitSignOff, Signature, Attachment,
+           AuditEntry)
+
+
+@dataclass
+class Centre:
+    """The people and records every permission test starts from."""
+
+    people: dict[str, User]
+    c: Candidate
+    d: Candidate
+    observation: Evidence
+    work_product: Evidence
+    testimony: Evidence
+    draft: Evidence
+    photo_sha: str
+    photo_name: str
+    extra: dict = field(default_factory=dict)
+
+
+def png_bytes(colour: str = "teal", size: tuple[int, int] = (16, 12)) -> bytes:
+    """Return a small real PNG."""
+    out = io.BytesIO()
+    Image.new("RGB", size, colour).save(out, "PNG")
+    return out.getvalue()
+
+
+@pytest.fixture
+def centre(backend, app, session, factory) -> Centre:
+    """A centre: administrator, two assessors, an IQA, two witnesses, two candidates, an EQA; and C's evidence."""
+    a = factory.assessor(name="Ann Assessor")
+    b = factory.assessor(name="Bob Assessor")
+    iqa = factory.user(Role.IQA, name="Ida Iqa")
+    expert = factory.expert_witness(name="Eve Expert")
+    witness = factory.user(Role.WITNESS, name="Will Witness")
+    eqa = factory.user(Role.EQA, name="Ezra External")
+    c = factory.candidate(name="Cara Candidate", assessors=(a,), iqas=(iqa,), witnesses=(witness,),
+                          expert_witnesses=(expert,))
+    d = factory.candidate(name="Dan Candidate", assessors=(b,))
+    users = {"administrator": factory.admin, "assessor_a": a, "assessor_b": b, "iqa": iqa,
+             "expert_witness": expert, "witness": witness, "eqa": eqa,
+             "candidate_c": session.get(User, c.user_id), "candidate_d": session.get(User, d.user_id)}
+    observation = factory.capture(a, c, "observation", title="Observed care planning")
+    stored = media.ingest(session, app.extensions["storage"], io.BytesIO(png_bytes()), "one-page profile.png")
+    work_product = factory.capture(users["candidate_c"], c, "work_product", title="One-page profile",
+                                   attachments=[{"sha256": stored.sha256, "filename": stored.filename}])
+    evidence_service.sign(session, factory.actor(users["candidate_c"]), work_product.id, {"kind": "authenticity"})
+    testimony = factory.capture(witness, c, "witness_testimony", title="Testimony from the night shift")
+    draft = factory.capture(users["candidate_c"], c, "work_product", title="Draft support plan", submit=False,
+                            attachments=[], seen_in_place=True, location="Care plan folder, office")
+    session.commit()
+    extra = {"b_qualification": session.exec(select(AssessorQualification.id).where(
+                 AssessorQualification.user_id == b.id)).one(),
+             "witness_on_c": session.exec(select(CandidateAssignment.id).where(
+                 CandidateAssignment.candidate_id == c.id, CandidateAssignment.user_id == witness.id)).one()}
+    return Centre(users, c, d, observation, work_product, testimony, draft, stored.sha256, stored.filename, extra)
+
+
+@pytest.fixture
+def as_role(client, sign_in, centre):
+    """Sign in as a role (or stay signed out) and return the session's CSRF token, read from the sign-in page."""
+    def do(role: str) -> str:
+        if role != "signed_out":
+            assert sign_in(centre.people[role]).status_code == 302
+        return form_token(client.get("/auth/login").get_data(as_text=True))
+    return do
+
+
+def snapshot(session) -> dict[str, int]:
+    """Count the rows a refused request must not add, and the drafts it must not submit."""
+    session.commit()  # end any read transaction, so the app's commits are seen
+    counts = {m.__name__: session.exec(select(func.count()).select_from(m)).one() for m in COUNTED}
+    counts["drafts"] = session.exec(select(func.count()).select_from(Evidence).where(
+        Evidence.status == Status.DRAFT)).one()
+    return counts
+
+
+# --- Expectations ----------------------------------------------------------------------------------------------
+
+
+def expect(default: int, signed_out: int = 302, **roles: int) -> dict[str, int]:
+    """Expected statuses: `default` for every signed-in role unless named, 302 to sign-in when signed out."""
+    return {role: roles.get(role, default) for role in STAFF_ROLES} | {"signed_out": signed_out}
+
+
+# Who is connected to candidate C: everyone else gets 404 for C's records.
+STRANGERS = {"administrator": 404, "assessor_b": 404, "candidate_d": 404, "eqa": 404}
+# The whole portfolio: C, C's assessor and C's IQA. Witnesses see only what they recorded.
+WHOLE = {"assessor_a": 200, "iqa": 200, "candidate_c": 200}
+ALONE = {"expert_witness": 404, "witness": 404}
+
+
+def when(**statuses: int) -> dict[str, int]:
+    """Expected statuses for C's records: strangers 404, otherwise as given."""
+    return expect(404, **(STRANGERS | statuses))
+
+
+def activity_day() -> str:
+    """Return a date after registration and not in the future, as a date field sends it."""
+    return (date.today() - timedelta(days=3)).isoformat()
+
+
+def body_for(method: str) -> Callable[[Centre, str], dict]:
+    """Return a valid capture form for a method."""
+    def build(centre: Centre, role: str) -> dict:
+        data = {"title": f"New {method} by {role}", "activity_date": activity_day(), "action": "submit",
+                "narrative": "Supported Mr K to lead his review; used a relationship circle.",
+                "criteria": "3.1", "note-3.1": "Led by the person"}
+        if method in ("observation", "witness_testimony"):
+            data["setting"] = "long_term_care"
+        if method == "work_product":
+            data |= {"seen_in_place": "yes", "location": "Care plan folder, office"}
+        if method == "witness_testimony":
+            data |= {"witness_name": "Sam Patel", "witness_role": "Senior carer",
+                     "witness_relationship": "Colleague on the same shift", "witness_contact": "01632 960123",
+                     "witness_signature_name": "Sam Patel"}
+        return data
+    return build
+
+
+def revise_body(centre: Centre, role: str) -> dict:
+    """Return a valid change to C's work product, keeping its file."""
+    return {"title": "One-page profile, with Mrs B's wishes", "activity_date": activity_day(),
+            "narrative": "Revised profile.", "criteria": "2.1", "note-2.1": "Good days and bad days",
+            "kept": f"{centre.photo_sha}|{centre.photo_name}", "base_version": "1", "declaration": "yes",
+            "action": "submit"}
+
+
+def all_met(centre: Centre, factory, session) -> None:
+    """Make C ready for sign-off."""
+    factory.all_met(centre.people["assessor_a"], centre.c)
+    session.commit()
+
+
+@dataclass(frozen=True)
+class Route:
+    """One row of the matrix: a route, how to call it, and what each role gets."""
+
+    endpoint: str
+    method: str
+    path: Callable[[Centre], str]
+    statuses: dict[str, int]
+    body: Callable[[Centre, str], dict] | None = None
+    writes: str | None = None  # the count a successful POST changes
+    prepare: Callable | None = None
+    label: str = ""
+
+    @property
+    def id(self) -> str:
+        return f"{self.method} {self.endpoint}{' ' + self.label if self.label else ''}"
+
+
+CAPTURE = {  # method: (who may open and use the form, who is refused by a handbook rule when posting)
+    "observation": ({"assessor_a": 200, "expert_witness": 200, "witness": 200, "candidate_c": 200, "iqa": 403},
+                    {"witness": 422, "candidate_c": 422}),
+    "work_product": ({"assessor_a": 200, "candidate_c": 200, "expert_witness": 403, "witness": 403, "iqa": 403}, {}),
+    "witness_testimony": ({"assessor_a": 200, "expert_witness": 200, "witness": 200, "candidate_c": 403,
+                           "iqa": 403}, {}),
+    "professional_discussion": ({"assessor_a": 200, "expert_witness": 403, "witness": 403, "candidate_c": 403,
+                                 "iqa": 403}, {}),
+}
+
+
+def _capture_routes() -> list[Route]:
+    routes = []
+    for method, (form, rule) in CAPTURE.items():
+        path = (lambda m: lambda ctr: f"/candidates/{ctr.c.id}/evidence/new/{m}")(method)
+        posted = {role: 303 if status == 200 else status for role, status in form.items()} | rule
+        routes += [Route("evidence.create", "GET", path, when(**form), label=method),
+                   Route("evidence.create", "POST", path, when(**posted), body_for(method), "Evidence", label=method)]
+    return routes
+
+
+def admin_only(ok: int) -> dict[str, int]:
+    """Expected statuses for the administrator's pages: `ok` for the administrator, 403 for everyone else."""
+    return expect(403, administrator=ok)
+
+
+def admin_post(endpoint: str, path: Callable[[Centre], str], body: Callable[[Centre], dict]) -> Route:
+    """A row for an administrator's form: 303 and an audit entry for the administrator, 403 for the rest."""
+    return Route(endpoint, "POST", path, admin_only(303), lambda ctr, role: body(ctr), "AuditEntry")
+
+
+def today() -> str:
+    """Return today as a date field sends it."""
+    return date.today().isoformat()
+
+
+ADMIN_ROUTES = [
+    Route("admin.people", "GET", lambda ctr: "/admin/people", admin_only(200)),
+    Route("admin.create_person", "GET", lambda ctr: "/admin/people/new", admin_only(200)),
+    admin_post("admin.create_person", lambda ctr: "/admin/people/new",
+               lambda ctr: {"name": "Nell New", "email": "nell@centre.test", "roles": "witness"}),
+    Route("admin.person", "GET", lambda ctr: f"/admin/people/{ctr.people['witness'].id}", admin_only(200)),
+    admin_post("admin.add_role", lambda ctr: f"/admin/people/{ctr.people['witness'].id}/roles",
+               lambda ctr: {"role": "expert_witness"}),
+    admin_post("admin.add_qualification", lambda ctr: f"/admin/people/{ctr.people['assessor_b'].id}/qualifications",
+               lambda ctr: {"q_qualification_code": "D32_D33", "q_verified_on": today()}),
+    admin_post("admin.add_competence", lambda ctr: f"/admin/people/{ctr.people['assessor_b'].id}/competence",
+               lambda ctr: {"c_level": "competent", "c_area": "Adult social care",
+                            "c_evidence": "Senior support worker, 8 years", "c_verified_on": today()}),
+    admin_post("admin.approve_expert_witness", lambda ctr: f"/admin/people/{ctr.people['expert_witness'].id}"
+                                                           "/expert-witness",
+               lambda ctr: {"ew_working_knowledge": "Trained in person-centred tools",
+                            "ew_occupational_competence": "Hospice nurse, 10 years",
+                            "ew_evaluating_role": "Appraises hospice staff", "ew_assessment_qualification": "",
+                            "ew_approved_on": today()}),
+    admin_post("admin.add_iqa_qualification", lambda ctr: f"/admin/people/{ctr.people['iqa'].id}/iqa-qualifications",
+               lambda ctr: {"iqa_qualification_code": "V1", "iqa_verified_on": today()}),
+    admin_post("admin.withdraw", lambda ctr: f"/admin/people/{ctr.people['assessor_b'].id}/withdraw/"
+                                             f"assessor_qualification/{ctr.extra['b_qualification']}",
+               lambda ctr: {f"reason-{ctr.extra['b_qualification']}": "Certificate found to be forged."}),
+    Route("admin.candidates", "GET", lambda ctr: "/admin/candidates", admin_only(200)),
+    Route("admin.register", "GET", lambda ctr: "/admin/candidates/new", admin_only(200)),
+    admin_post("admin.register", lambda ctr: "/admin/candidates/new",
+               lambda ctr: {"new_name": "Nia New", "new_email": "nia@centre.test", "registration_number": "CG999999",
+                            "date_of_birth": "1990-01-01", "registration_date": today(), "qualification": "3085-02",
+                            "workplace": "Meadow View Care Home", "work_setting": "long_term_care",
+                            "assessors": str(ctr.people["assessor_a"].id), "iqas": str(ctr.people["iqa"].id)}),
+    Route("admin.candidate", "GET", lambda ctr: f"/admin/candidates/{ctr.c.id}", admin_only(200)),
+    admin_post("admin.assign", lambda ctr: f"/admin/candidates/{ctr.d.id}/assign",
+               lambda ctr: {"person": str(ctr.people["expert_witness"].id), "role": "expert_witness"}),
+    admin_post("admin.unassign", lambda ctr: f"/admin/candidates/{ctr.c.id}/unassign/{ctr.extra['witness_on_c']}",
+               lambda ctr: {}),
+]
+
+ROUTES = [
+    Route("auth.login", "GET", lambda ctr: "/auth/login", expect(200, signed_out=200)),
+    Route("auth.login", "POST", lambda ctr: "/auth/login", expect(302, signed_out=401),
+          lambda ctr, role: {"email": ctr.people[role].email if role in ctr.people else "nobody@centre.test",
+                             "password": "correct horse battery"}),
+    Route("auth.logout", "POST", lambda ctr: "/auth/logout", expect(302), lambda ctr, role: {}),
+    Route("home.index", "GET", lambda ctr: "/", expect(200)),
+    Route("caseload.index", "GET", lambda ctr: "/caseload/", expect(200)),
+    Route("portfolio.mine", "GET", lambda ctr: "/portfolio", expect(404, candidate_c=302, candidate_d=302)),
+    Route("portfolio.detail", "GET", lambda ctr: f"/candidates/{ctr.c.id}",
+          when(**WHOLE, expert_witness=200, witness=200)),
+    Route("portfolio.decide", "POST", lambda ctr: f"/candidates/{ctr.c.id}/criteria/2.1/decision",
+          when(assessor_a=303, iqa=403, expert_witness=403, witness=403, candidate_c=403),
+          lambda ctr, role: {"outcome": "not_met", "note": "Needs an observation of 2.1"}, "CriterionDecision"),
+    *_capture_routes(),
+    Route("evidence.detail", "GET", lambda ctr: f"/evidence/{ctr.observation.id}", when(**WHOLE, **ALONE),
+          label="observation by A"),
+    Route("evidence.detail", "GET", lambda ctr: f"/evidence/{ctr.testimony.id}",
+          when(**WHOLE, **ALONE | {"witness": 200}), label="testimony by the witness"),
+    Route("evidence.detail", "GET", lambda ctr: f"/evidence/{ctr.work_product.id}", when(**WHOLE, **ALONE),
+          label="work product by C"),
+    Route("evidence.submit", "POST", lambda ctr: f"/evidence/{ctr.draft.id}/submit",
+          when(**ALONE, candidate_c=303, assessor_a=403, iqa=403), lambda ctr, role: {}, "drafts"),
+    Route("evidence.sign", "POST", lambda ctr: f"/evidence/{ctr.observation.id}/sign",
+          when(**ALONE, candidate_c=303, assessor_a=303, iqa=403),
+          lambda ctr, role: {"kind": "countersignature", "signature_name": "Cara Candidate"}, "Signature"),
+    Route("evidence.review", "POST", lambda ctr: f"/evidence/{ctr.observation.id}/review",
+          when(**ALONE, assessor_a=303, iqa=403, candidate_c=403),
+          lambda ctr, role: {"outcome": "accepted", "feedback": "Clear, person-centred practice."}, "EvidenceReview"),
+    Route("evidence.revise", "GET", lambda ctr: f"/evidence/{ctr.work_product.id}/revise",
+          when(**ALONE, candidate_c=200, assessor_a=403, iqa=403)),
+    Route("evidence.revise", "POST", lambda ctr: f"/evidence/{ctr.work_product.id}/revise",
+          when(**ALONE, candidate_c=303, assessor_a=403, iqa=403), revise_body, "EvidenceVersion"),
+    Route("assessment.sign_off", "GET", lambda ctr: f"/candidates/{ctr.c.id}/sign-off",
+          when(assessor_a=200, iqa=403, expert_witness=403, witness=403, candidate_c=403)),
+    Route("assessment.sign_off", "POST", lambda ctr: f"/candidates/{ctr.c.id}/sign-off",
+          when(assessor_a=303, iqa=403, expert_witness=403, witness=403, candidate_c=403),
+          lambda ctr, role: {"declaration": "yes"}, "UnitSignOff", prepare=all_met),
+    Route("files.download", "GET", lambda ctr: f"/files/{ctr.photo_sha}/{ctr.photo_name}", when(**WHOLE, **ALONE)),
+    *ADMIN_ROUTES,
+]
+CASES = [pytest.param(route, role, id=f"{route.id}-{role}") for route in ROUTES for role in ROLES]
+
+
+# --- Tests --------------------------------------------------------------------------------------------------------
+
+
+def _rules(app) -> set[tuple[str, str]]:
+    return {(rule.endpoint, method) for rule in app.url_map.iter_rules() if rule.endpoint != "static"
+            for method in rule.methods - {"HEAD", "OPTIONS"}}
+
+
+def test_every_route_has_an_expectation(app, centre):
+    """Every route and method of the app has a row in the matrix, and every row reaches the route it names."""
+    covered = {(route.endpoint, route.method) for route in ROUTES}
+    assert sorted(_rules(app) - covered) == [], "routes without permission tests: add them to ROUTES"
+    adapter = app.url_map.bind("localhost")
+    for route in ROUTES:
+        endpoint, _ = adapter.match(route.path(centre), method=route.method)
+        assert endpoint == route.endpoint, route.id
+
+
+@pytest.mark.parametrize("route, role", CASES)
+def test_permission_matrix(client, session, factory, centre, as_role, route, role):
+    """Each role gets the status its relationship to C allows; a refused request writes nothing."""
+    if route.prepare:
+        route.prepare(centre, factory, session)
+    token = as_role(role)
+    before = snapshot(session)
+    if route.method == "GET":
+        response = client.get(route.path(centre))
+    else:
+        response = client.post(route.path(centre), data=route.body(centre, role) | {"csrf_token": token})
+    response.close()  # a sent file stays open until the response is closed, as a WSGI server would
+    expected = route.statuses[role]
+    assert response.status_code == expected, response.get_data(as_text=True)[:2000]
+    if role == "signed_out" and expected == 302:
+        assert response.headers["Location"].startswith("/auth/login")
+    after = snapshot(session)
+    if route.writes and expected == 303:
+        assert after[route.writes] != before[route.writes], f"{route.writes} not written"
+    elif route.endpoint != "auth.login":
+        assert after == before, "a refused or read-only request wrote to the database"
+
+
+@pytest.mark.parametrize("route", [pytest.param(r, id=r.id) for r in ROUTES if r.statuses["signed_out"] == 302])
+def test_signed_out_htmx_request_told_to_sign_in(client, centre, as_role, route):
+    """A signed-out htmx request to any protected route gets HX-Redirect to the sign-in page."""
+    token = as_role("signed_out")
+    headers = {"HX-Request": "true"}
+    if route.method == "GET":
+        response = client.get(route.path(centre), headers=headers)
+    else:
+        response = client.post(route.path(centre), data=route.body(centre, "signed_out") | {"csrf_token": token},
+                               headers=headers)
+    assert response.headers["HX-Redirect"].startswith("/auth/login")
+
+
+def test_limited_view_shows_only_own_evidence(client, centre, as_role):
+    """A witness sees their own testimony on C's page, and neither C's work product nor A's observation."""
+    as_role("witness")
+    page = client.get(f"/candidates/{centre.c.id}").get_data(as_text=True)
+    assert "Testimony from the night shift" in page
+    assert "One-page profile" not in page and "Observed care planning" not in page and "Draft support plan" not in page
+
+
+@pytest.mark.parametrize("role, visible, hidden", [
+    ("assessor_a", "Cara Candidate", "Dan Candidate"),
+    ("assessor_b", "Dan Candidate", "Cara Candidate"),
+    ("iqa", "Cara Candidate", "Dan Candidate"),
+])
+def test_caseload_lists_only_attached_candidates(client, centre, as_role, role, visible, hidden):
+    """A caseload lists the candidates the person is attached to, and no one else."""
+    as_role(role)
+    page = client.get("/caseload/").get_data(as_text=True)
+    assert visible in page and hidden not in page
+
+
+@pytest.mark.parametrize("role", ["eqa", "administrator", "candidate_d"])
+def test_unconnected_people_see_no_caseload(client, centre, as_role, role):
+    """Someone attached to no candidate sees an empty caseload, never C."""
+    as_role(role)
+    page = client.get("/caseload/").get_data(as_text=True)
+    assert "No candidates are assigned to you yet" in page and "Cara Candidate" not in page
+
+
+NOBODY = "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f"  # a well-formed id that names no record
+
+
+@pytest.mark.parametrize("path", [
+    "/candidates/not-a-uuid", f"/candidates/{NOBODY}", "/evidence/42", f"/evidence/{NOBODY}",
+    f"/evidence/{NOBODY}/revise", f"/candidates/{NOBODY}/sign-off", f"/files/{'0' * 64}/x.pdf",
+    "/files/not-a-hash/x.pdf", f"/candidates/{NOBODY}/evidence/new/observation",
+])
+def test_unknown_records_are_not_found(client, centre, as_role, path):
+    """A malformed or unknown id is a 404 page, never a 500."""
+    as_role("assessor_a")
+    response = client.get(path)
+    assert response.status_code == 404 and "Not found" in response.get_data(as_text=True)
+
+
+def test_files_served_to_readers_are_the_stored_bytes(app, client, centre, as_role):
+    """The file C attached is served whole to C's assessor, as an image, with a sandboxing CSP."""
+    as_role("assessor_a")
+    with client.get(f"/files/{centre.photo_sha}/{centre.photo_name}") as response, \
+            app.extensions["storage"].open(centre.photo_sha) as stored:
+        assert response.status_code == 200 and response.mimetype == "image/jpeg"  # the photo, re-encoded clean
+        assert response.data == stored.read()
+    assert "sandbox" in response.headers["Content-Security-Policy"]
+
+
+@pytest.mark.parametrize("role", ["assessor_b", "iqa", "candidate_c"])
+def test_post_without_csrf_token_refused(client, session, centre, as_role, role):
+    """A review posted without a CSRF token is refused before any permission is looked at."""
+    as_role(role)
+    before = snapshot(session)
+    response = client.post(f"/evidence/{centre.observation.id}/review", data={"outcome": "accepted"})
+    assert response.status_code == 400 and "Form expired" in response.get_data(as_text=True)
+    assert snapshot(session) == before
+
+
+@pytest.mark.parametrize("copy", ["original", "thumb"])
+def test_another_persons_file_cannot_be_attached_by_its_hash(client, session, centre, as_role, copy):
+    """Candidate D who knows the hash of C's photo (or of its thumbnail) cannot attach it, so cannot download it."""
+    token = as_role("candidate_d")
+    sha = centre.photo_sha if copy == "original" else media.derived_sha256(session, centre.photo_sha, "thumb")
+    before = snapshot(session)
+    response = client.post(f"/candidates/{centre.d.id}/evidence/new/work_product", data={
+        "csrf_token": token, "title": "Borrowed profile", "activity_date": activity_day(), "narrative": "Not mine.",
+        "criteria": "2.1", "kept": f"{sha}|mine.jpg", "action": "submit"})
+    assert response.status_code == 422
+    assert "An attached file has not been uploaded yet" in response.get_data(as_text=True)
+    assert snapshot(session) == before
+    with client.get(f"/files/{sha}/mine.jpg") as download:
+        assert download.status_code == 404
