@@ -1,5 +1,7 @@
 """Qualifications as loaded from spec packs: units, outcomes, criteria, range items."""
+import json
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import JSON, Text, UniqueConstraint
@@ -64,8 +66,14 @@ class Unit(SQLModel, table=True):
 
     @property
     def strategy(self) -> AssessmentStrategy:
-        """Return the assessment strategy, validated."""
-        return AssessmentStrategy.model_validate(self.assessment)
+        """Return the assessment strategy, validated (once per distinct strategy)."""
+        return _strategy(json.dumps(self.assessment, sort_keys=True))
+
+
+@lru_cache(maxsize=64)
+def _strategy(document: str) -> AssessmentStrategy:
+    """Validate a strategy once; every rule check reads it, often many times a page."""
+    return AssessmentStrategy.model_validate_json(document)
 
 
 class Outcome(SQLModel, table=True):

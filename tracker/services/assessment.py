@@ -1,6 +1,8 @@
 """Assessment: criterion decisions, readiness, unit sign-off and reopening, assignment results, IQA review."""
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date
 
 from sqlmodel import Session, col, select
 
@@ -112,70 +114,114 @@ def _record_decision(session: Session, actor: Actor, candidate: Candidate, crite
 # --- Readiness ---------------------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class EvidenceRow:
+    """The columns of a piece of evidence and its current version that readiness and the pages read."""
+
+    id: uuid.UUID
+    version_id: uuid.UUID
+    method: str
+    status: str
+    title: str
+    author_id: uuid.UUID
+    author: str
+    activity_date: date
+
+
+@dataclass(frozen=True)
+class PortfolioState:
+    """A candidate's portfolio for one unit, loaded once: criteria, evidence rows, decisions, readiness."""
+
+    criteria: list[Criterion]
+    evidence: list[EvidenceRow]
+    decisions: list[readiness.DecisionFacts]
+    readiness: readiness.Readiness
+
+
 def readiness_for(session: Session, candidate: Candidate, unit: Unit) -> readiness.Readiness:
-    """Load a candidate's portfolio facts for a unit in a fixed number of queries and assess readiness."""
+    """Assess a candidate's readiness for sign-off of a unit."""
+    return portfolio_state(session, candidate, unit).readiness
+
+
+def portfolio_state(session: Session, candidate: Candidate, unit: Unit) -> PortfolioState:
+    """Load a candidate's portfolio facts in a fixed number of queries (plain columns, no entities) and assess it."""
     criteria = criteria_of(session, unit)
     code_of = {c.id: c.code for c in criteria}
-    rows = session.exec(select(Evidence, EvidenceVersion).join(
+    rows = [EvidenceRow(*r) for r in session.exec(select(
+        Evidence.id, EvidenceVersion.id, Evidence.method, Evidence.status, EvidenceVersion.title,
+        EvidenceVersion.author_id, User.name, EvidenceVersion.activity_date).join(
         EvidenceVersion, (EvidenceVersion.evidence_id == Evidence.id)
-        & (EvidenceVersion.number == Evidence.current_version)).where(
-        Evidence.candidate_id == candidate.id, Evidence.unit_id == unit.id)).all()
-    version_ids = [v.id for _, v in rows]
+        & (EvidenceVersion.number == Evidence.current_version)).join(User, User.id == EvidenceVersion.author_id).where(
+        Evidence.candidate_id == candidate.id, Evidence.unit_id == unit.id).order_by(
+        col(EvidenceVersion.activity_date).desc()))]
+    version_ids = [r.version_id for r in rows]
     mapped = _mapped(session, version_ids, code_of)
     declared = set(session.exec(select(Signature.version_id).where(
         col(Signature.version_id).in_(version_ids), Signature.kind == SignatureKind.AUTHENTICITY))) if rows else set()
-    observer_ok = _observers_eligible(session, unit, candidate, [(e, v) for e, v in rows if e.method == "observation"])
+    observations = [r for r in rows if r.method == "observation"]
+    decided = _decision_rows(session, candidate, code_of)
+    # One credentials load serves both the observers and the assessors who made decisions.
+    creds = people.credentials(session, {r.author_id for r in observations} | {d[2] for d in decided})
+    observer_ok = _observers_eligible(unit, candidate, observations, creds)
     facts = [readiness.EvidenceFacts(
-        id=str(e.id), title=v.title, method=e.method, status=e.status, criteria=frozenset(mapped[v.id]),
-        candidate_authored=v.author_id == candidate.user_id, has_declaration=v.id in declared,
-        observer_eligible=observer_ok.get(v.id, False)) for e, v in rows]
-    decisions = _current_decisions(session, candidate, unit, code_of)
-    return readiness.assess(unit.code, unit.strategy, [(c.code, c.text) for c in criteria], facts, decisions,
-                            locked_on(session, candidate.id, unit.id))
+        id=str(r.id), title=r.title, method=r.method, status=r.status, criteria=frozenset(mapped[r.version_id]),
+        candidate_authored=r.author_id == candidate.user_id, has_declaration=r.version_id in declared,
+        observer_eligible=observer_ok.get(r.version_id, False)) for r in rows]
+    decisions = _current_decisions(session, unit, code_of, decided, creds)
+    state = readiness.assess(unit.code, unit.strategy, [(c.code, c.text) for c in criteria], facts, decisions,
+                             locked_on(session, candidate.id, unit.id))
+    return PortfolioState(criteria, rows, decisions, state)
 
 
 def _mapped(session: Session, version_ids: list[uuid.UUID], code_of: dict[int, str]) -> dict[uuid.UUID, set[str]]:
     mapped: dict[uuid.UUID, set[str]] = defaultdict(set)
     if version_ids:
-        for link in session.exec(select(EvidenceCriterion).where(col(EvidenceCriterion.version_id).in_(version_ids))):
-            if link.criterion_id in code_of:
-                mapped[link.version_id].add(code_of[link.criterion_id])
+        for version_id, criterion_id in session.exec(select(
+                EvidenceCriterion.version_id, EvidenceCriterion.criterion_id).where(
+                col(EvidenceCriterion.version_id).in_(version_ids))):
+            if criterion_id in code_of:
+                mapped[version_id].add(code_of[criterion_id])
     return mapped
 
 
-def _observers_eligible(session: Session, unit: Unit, candidate: Candidate,
-                        observations: list[tuple[Evidence, EvidenceVersion]]) -> dict[uuid.UUID, bool]:
+def _observers_eligible(unit: Unit, candidate: Candidate, observations: list[EvidenceRow],
+                        creds: dict[uuid.UUID, people.Credentials]) -> dict[uuid.UUID, bool]:
     """Check each observation's observer against the rules as they stood on the activity date."""
-    creds = people.credentials(session, {v.author_id for _, v in observations})
-    users = {u.id: u for u in session.exec(select(User).where(
-        col(User.id).in_({v.author_id for _, v in observations})))} if observations else {}
     result = {}
-    for _, v in observations:
-        facts = people.observer(users[v.author_id], creds[v.author_id], unit, v.activity_date, candidate)
+    for r in observations:
+        facts = people.observer(people.Person(r.author_id, r.author), creds[r.author_id], unit, r.activity_date,
+                                candidate)
         try:
             rules.check_observer(unit.strategy, unit.code, facts)
-            result[v.id] = True
+            result[r.version_id] = True
         except rules.RuleViolation:
-            result[v.id] = False
+            result[r.version_id] = False
     return result
 
 
-def _current_decisions(session: Session, candidate: Candidate, unit: Unit,
-                       code_of: dict[int, str]) -> list[readiness.DecisionFacts]:
-    decisions = list(session.exec(select(CriterionDecision).where(
+def _decision_rows(session: Session, candidate: Candidate, code_of: dict[int, str]) -> list[tuple]:
+    """Load the current decisions on a unit's criteria as plain rows."""
+    return session.exec(select(
+        CriterionDecision.id, CriterionDecision.criterion_id, CriterionDecision.assessor_id, CriterionDecision.outcome,
+        CriterionDecision.note, CriterionDecision.decided_at).where(
         CriterionDecision.candidate_id == candidate.id, col(CriterionDecision.criterion_id).in_(list(code_of)),
-        col(CriterionDecision.current).is_(True))))
+        col(CriterionDecision.current).is_(True))).all()
+
+
+def _current_decisions(session: Session, unit: Unit, code_of: dict[int, str], decisions: list[tuple],
+                       creds: dict[uuid.UUID, people.Credentials]) -> list[readiness.DecisionFacts]:
+    """Turn decision rows into facts, with the evidence each rests on and whether its assessor was eligible."""
     if not decisions:
         return []
     links: dict[uuid.UUID, set[str]] = defaultdict(set)
-    for link in session.exec(select(DecisionEvidence).where(
-            col(DecisionEvidence.decision_id).in_([d.id for d in decisions]))):
-        links[link.decision_id].add(str(link.evidence_id))
-    creds = people.credentials(session, {d.assessor_id for d in decisions})
-    return [readiness.DecisionFacts(
-        criterion=code_of[d.criterion_id], outcome=d.outcome, evidence_ids=frozenset(links[d.id]), note=d.note,
-        assessor_eligible=people.eligibility(creds[d.assessor_id], unit, d.decided_at.date()).eligible)
-        for d in decisions]
+    for decision_id, evidence_id in session.exec(select(DecisionEvidence.decision_id, DecisionEvidence.evidence_id)
+                                                 .where(col(DecisionEvidence.decision_id).in_([d[0] for d in decisions]))):
+        links[decision_id].add(str(evidence_id))
+    eligible = {key: people.eligibility(creds[key[0]], unit, key[1]).eligible
+                for key in {(d[2], d[5].date()) for d in decisions}}
+    return [readiness.DecisionFacts(criterion=code_of[cid], outcome=outcome, evidence_ids=frozenset(links[did]),
+                                    note=note, assessor_eligible=eligible[(aid, at.date())])
+            for did, cid, aid, outcome, note, at in decisions]
 
 
 # --- Sign-off ------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ..models import (
     EvidenceVersion,
     Method,
     Qualification,
+    QualificationUnit,
     RangeItem,
     Role,
     Signature,
@@ -145,9 +146,10 @@ def current_version(session: Session, evidence: Evidence) -> EvidenceVersion:
 
 def unit_for(session: Session, candidate: Candidate, code: str) -> Unit:
     """Return a unit of the candidate's qualification by code, or refuse."""
-    qualification = session.get(Qualification, candidate.qualification_id)
-    unit = next((u for u in qualification.units if u.code == code), None)
+    unit = session.exec(select(Unit).join(QualificationUnit, QualificationUnit.unit_id == Unit.id).where(
+        QualificationUnit.qualification_id == candidate.qualification_id, Unit.code == code)).first()
     if unit is None:
+        qualification = session.get(Qualification, candidate.qualification_id)
         raise InvalidInput(f"Unit {code} is not part of {qualification.code}.", field="unit")
     return unit
 

@@ -19,20 +19,8 @@ from ..models import (
     Unit,
     User,
 )
-from .assessment import readiness_for
+from .assessment import EvidenceRow, portfolio_state
 from .evidence import unit_for
-
-
-@dataclass(frozen=True)
-class EvidenceSummary:
-    """A line about one piece of evidence on the grid."""
-
-    id: uuid.UUID
-    title: str
-    method: str
-    status: str
-    activity_date: object
-    author: str
 
 
 @dataclass
@@ -44,39 +32,32 @@ class Portfolio:
     unit: Unit
     outcomes: list[tuple[Outcome, list[readiness.CriterionReadiness]]]
     readiness: readiness.Readiness
-    evidence: dict[str, EvidenceSummary]
-    decisions: dict[str, CriterionDecision]
+    evidence: dict[str, EvidenceRow]
+    decisions: dict[str, readiness.DecisionFacts]
 
 
 def portfolio(session: Session, candidate: Candidate, unit_code: str = "002") -> Portfolio:
     """Load a candidate's portfolio for a unit: the readiness grid, evidence summaries and decisions."""
     unit = unit_for(session, candidate, unit_code)
-    state = readiness_for(session, candidate, unit)
-    outcomes = list(session.exec(select(Outcome).where(Outcome.unit_id == unit.id).order_by(Outcome.position)))
-    codes = dict(session.exec(select(Criterion.code, Criterion.outcome_id).where(Criterion.unit_id == unit.id)).all())
+    state = portfolio_state(session, candidate, unit)
+    outcome_of = {c.code: c.outcome_id for c in state.criteria}
     by_outcome: dict[int, list[readiness.CriterionReadiness]] = defaultdict(list)
-    for row in state.criteria:
-        by_outcome[codes[row.code]].append(row)
-    rows = session.exec(select(Evidence, EvidenceVersion, User.name).join(
-        EvidenceVersion, (EvidenceVersion.evidence_id == Evidence.id)
-        & (EvidenceVersion.number == Evidence.current_version)).join(User, User.id == EvidenceVersion.author_id).where(
-        Evidence.candidate_id == candidate.id, Evidence.unit_id == unit.id).order_by(
-        col(EvidenceVersion.activity_date).desc())).all()
-    summaries = {str(e.id): EvidenceSummary(e.id, v.title, e.method, e.status, v.activity_date, name)
-                 for e, v, name in rows}
-    decisions = {code: d for d, code in session.exec(select(CriterionDecision, Criterion.code).join(Criterion).where(
-        CriterionDecision.candidate_id == candidate.id, Criterion.unit_id == unit.id,
-        col(CriterionDecision.current).is_(True)))}
-    name = session.get(User, candidate.user_id).name
-    return Portfolio(candidate, name, unit, [(o, by_outcome[o.id]) for o in outcomes], state, summaries, decisions)
+    for row in state.readiness.criteria:
+        by_outcome[outcome_of[row.code]].append(row)
+    outcomes = session.exec(select(Outcome).where(Outcome.unit_id == unit.id).order_by(Outcome.position)).all()
+    name = session.exec(select(User.name).where(User.id == candidate.user_id)).one()
+    return Portfolio(candidate, name, unit, [(o, by_outcome[o.id]) for o in outcomes], state.readiness,
+                     {str(r.id): r for r in state.evidence}, {d.criterion: d for d in state.decisions})
 
 
 @dataclass
 class CaseloadRow:
     """One candidate on a caseload, with the counts an assessor acts on."""
 
-    candidate: Candidate
+    id: uuid.UUID
     name: str
+    registration_number: str
+    workplace: str
     roles: set[str] = field(default_factory=set)
     met: int = 0
     waiting: int = 0
@@ -85,23 +66,26 @@ class CaseloadRow:
 
 def caseload(session: Session, user: User, unit_code: str = "002") -> tuple[list[CaseloadRow], int]:
     """Return the candidates a person is attached to, with met, waiting and referred counts, in four queries."""
+    mine = select(CandidateAssignment.candidate_id).where(
+        CandidateAssignment.user_id == user.id, col(CandidateAssignment.ended_on).is_(None))
     rows: dict[uuid.UUID, CaseloadRow] = {}
-    for candidate, name, role in session.exec(select(Candidate, User.name, CandidateAssignment.role).join(
-            User, User.id == Candidate.user_id).join(
-            CandidateAssignment, CandidateAssignment.candidate_id == Candidate.id).where(
-            CandidateAssignment.user_id == user.id, col(CandidateAssignment.ended_on).is_(None)).order_by(User.name)):
-        rows.setdefault(candidate.id, CaseloadRow(candidate, name)).roles.add(role)
+    for cid, name, number, workplace, role in session.exec(select(
+            Candidate.id, User.name, Candidate.registration_number, Candidate.workplace, CandidateAssignment.role)
+            .join(User, User.id == Candidate.user_id).join(CandidateAssignment,
+                                                          CandidateAssignment.candidate_id == Candidate.id)
+            .where(CandidateAssignment.user_id == user.id, col(CandidateAssignment.ended_on).is_(None))
+            .order_by(User.name)):
+        rows.setdefault(cid, CaseloadRow(cid, name, number, workplace)).roles.add(role)
     total = session.exec(select(func.count()).select_from(Criterion).join(Unit).where(
         Unit.code == unit_code, col(Criterion.retired).is_(False))).one()
     if not rows:
         return [], total
-    ids = list(rows)
     for cid, met in session.exec(select(CriterionDecision.candidate_id, func.count()).join(Criterion).join(Unit).where(
-            col(CriterionDecision.candidate_id).in_(ids), Unit.code == unit_code, CriterionDecision.outcome == "met",
+            col(CriterionDecision.candidate_id).in_(mine), Unit.code == unit_code, CriterionDecision.outcome == "met",
             col(CriterionDecision.current).is_(True)).group_by(CriterionDecision.candidate_id)):
         rows[cid].met = met
     for cid, status, n in session.exec(select(Evidence.candidate_id, Evidence.status, func.count()).where(
-            col(Evidence.candidate_id).in_(ids), col(Evidence.status).in_(
+            col(Evidence.candidate_id).in_(mine), col(Evidence.status).in_(
                 [Status.SUBMITTED, Status.RESUBMITTED, Status.REFERRED])).group_by(
             Evidence.candidate_id, Evidence.status)):
         if status == Status.REFERRED:
