@@ -41,3 +41,8 @@ __all__ = [
     "QualificationUnit", "RangeItem", "Role", "RoleGrant", "Signature", "SignatureKind", "SpecPack", "Status",
     "Unit", "UnitSignOff", "User", "metadata", "new_id", "utcnow",
 ]
+
+# Field sync (appended so concurrent edits above stay clean).
+from .sync import Device, SyncReceipt  # noqa: E402
+
+__all__ += ["Device", "SyncReceipt"]

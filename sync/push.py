@@ -1,0 +1,336 @@
+"""The centre's side of a push: apply a device's queued items once each, in order, each with its own verdict.
+
+A push is a list of items ``{"item_id", "seq", "kind", "payload"}``. ``item_id`` is made on the device when the
+item is queued (G1); ``seq`` numbers the device's items from 1 (G12). Kinds and their payloads:
+
+- ``evidence.capture``: the fields of ``EvidenceIn``; ``id``, the evidence id made on the device, is required.
+- ``evidence.revise``: ``{"evidence_id", "base_version", "content": {ContentIn fields}, "signatures": [...]}``.
+- ``evidence.sign``: ``{"evidence_id", "version", "content_hash"?, "signature": {SignatureIn fields}}``.
+- ``evidence.submit``: ``{"evidence_id", "version", "content_hash"?}``.
+
+``version`` (and ``content_hash`` when given) names what the signer saw or the author submits: a newer version
+on the centre makes the item an ``out_of_date`` conflict rather than a signature on content nobody saw.
+
+Verdicts: ``applied``, ``duplicate`` (a repeat: the first answer's result, nothing written), ``conflict``,
+``refused`` and ``held`` (its predecessor has not arrived). Every applied, conflict or refused answer is kept as a
+``SyncReceipt`` in the same transaction as the change, so a repeat gets the same answer. The caller commits, and
+must not send the answers unless the commit succeeds. If the device's lock cannot be had in time, the session is
+rolled back and every item is answered ``server_busy``, to be sent again.
+"""
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlmodel import Session, func, select
+
+from tracker.audit import Actor
+from tracker.errors import InvalidInput, NotPermitted, Refusal
+from tracker.hashing import content_hash
+from tracker.models import Device, Evidence, SyncReceipt, User, utcnow
+from tracker.services import evidence, validate
+from tracker.services.evidence import SHA256, SignatureIn
+
+from .tokens import revoked_refusal
+
+log = logging.getLogger(__name__)
+
+APPLIED, DUPLICATE, CONFLICT, REFUSED, HELD = "applied", "duplicate", "conflict", "refused", "held"
+CONFLICT_CODES = frozenset({"conflict", "out_of_date"})  # the services' answers for "someone else changed it"
+RETRY = "The device will send it again; nothing has been lost."
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The centre's answer to one pushed item."""
+
+    item_id: uuid.UUID | None
+    seq: int | None
+    verdict: str
+    code: str | None = None
+    message: str | None = None
+    result: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the answer as plain JSON data."""
+        return {"item_id": None if self.item_id is None else str(self.item_id), "seq": self.seq,
+                "verdict": self.verdict, "code": self.code, "message": self.message, "result": self.result}
+
+
+class _ItemIn(BaseModel):
+    """The envelope of a pushed item; unknown envelope fields are ignored so newer devices keep working (G17)."""
+
+    model_config = ConfigDict(extra="ignore")
+    item_id: uuid.UUID
+    seq: int = Field(ge=1, strict=True)
+    kind: str = Field(min_length=1, max_length=40)
+    payload: Any = None
+
+
+@dataclass(frozen=True)
+class _Item:
+    """A pushed item whose envelope is sound, with the canonical hash of what it asks for (G3)."""
+
+    item_id: uuid.UUID
+    seq: int
+    kind: str
+    payload: Any
+    digest: str
+
+
+# --- The batch --------------------------------------------------------------------------------------------
+
+
+def apply_batch(session: Session, device: Device, user: User, items: list[dict], today: date) -> list[Verdict]:
+    """Apply a device's items in seq order, each all or nothing, and answer each in the order sent."""
+    _check_device(device, user)
+    if not isinstance(items, list):
+        raise InvalidInput("A push is a list of items.", field="items")
+    parsed = [_parse(raw) for raw in items]
+    if not _lock_device(session, device):
+        return [_busy(p) for p in parsed]
+    actor = Actor(user, device_id=device.id, today=today)
+    answers = {i: p for i, p in enumerate(parsed) if isinstance(p, Verdict)}
+    expected = _next_seq(session, device.id)
+    for i in sorted((i for i in range(len(parsed)) if i not in answers), key=lambda i: parsed[i].seq):
+        answers[i], kept = _answer(session, device, actor, parsed[i], expected)
+        if kept:
+            expected += 1
+    return [answers[i] for i in range(len(parsed))]
+
+
+def _check_device(device: Device, user: User) -> None:
+    if device.user_id != user.id:
+        raise NotPermitted("This device belongs to someone else.")
+    if device.revoked_at is not None:
+        raise revoked_refusal(device)
+
+
+def _lock_device(session: Session, device: Device) -> bool:
+    """Stamp the push on the device row; the write also makes one device's pushes take turns."""
+    # PostgreSQL holds the row lock, SQLite the database write lock, until commit: a second push from the same
+    # device waits, then sees the first one's receipts. Writing first also puts the item savepoints inside a
+    # real transaction on SQLite.
+    device_id = device.id
+    try:
+        device.last_push_at = utcnow()
+        session.add(device)
+        session.flush()
+    except OperationalError:
+        session.rollback()  # first: nothing can be read from a session whose flush failed
+        log.warning("push from device %s: the database stayed busy", device_id, exc_info=True)
+        return False
+    return True
+
+
+def _next_seq(session: Session, device_id: uuid.UUID) -> int:
+    """Return the seq the device's next item must carry: one past the last answer kept."""
+    last = session.exec(select(func.max(SyncReceipt.seq)).where(SyncReceipt.device_id == device_id)).one()
+    return (last or 0) + 1
+
+
+def _parse(raw: Any) -> _Item | Verdict:
+    """Read an item's envelope, or answer it as refused."""
+    try:
+        item = validate(_ItemIn, raw)
+        digest = content_hash({"kind": item.kind, "payload": item.payload})
+    except Refusal as refusal:
+        return Verdict(_raw_id(raw), _raw_seq(raw), REFUSED, refusal.code, refusal.message)
+    except (TypeError, ValueError):
+        return Verdict(_raw_id(raw), _raw_seq(raw), REFUSED, "invalid_input", "The item's payload is not plain data.")
+    return _Item(item.item_id, item.seq, item.kind, item.payload, digest)
+
+
+def _raw_id(raw: Any) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(raw["item_id"]))
+    except (TypeError, KeyError, ValueError, AttributeError):
+        return None
+
+
+def _raw_seq(raw: Any) -> int | None:
+    seq = raw.get("seq") if isinstance(raw, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+
+
+def _busy(parsed: _Item | Verdict) -> Verdict:
+    if isinstance(parsed, Verdict):
+        return parsed
+    return _verdict(parsed, REFUSED, "server_busy", f"The centre was too busy to take this item. {RETRY}")
+
+
+# --- One item ----------------------------------------------------------------------------------------------
+
+
+def _answer(session: Session, device: Device, actor: Actor, item: _Item, expected: int) -> tuple[Verdict, bool]:
+    """Answer one item; say whether a new receipt was kept (which moves the device's seq on)."""
+    try:
+        # The whole item runs in a savepoint, so even a failed lookup leaves the rest of the batch usable.
+        with session.begin_nested():
+            return _process(session, device, actor, item, expected)
+    except Exception:
+        log.exception("push item %s (seq %s) from device %s failed", item.item_id, item.seq, actor.device_id)
+        return _server_error(item), False
+
+
+def _process(session: Session, device: Device, actor: Actor, item: _Item, expected: int) -> tuple[Verdict, bool]:
+    receipt = session.get(SyncReceipt, item.item_id)
+    if receipt is not None:
+        return _replay(session, device, item, receipt), False
+    if item.seq < expected:
+        return _verdict(item, CONFLICT, "seq_reused", f"This device already sent a different item as number "
+                                                      f"{item.seq}; this one has not been applied."), False
+    if item.seq > expected:
+        # Not kept: the device sends it again once the gap is closed (G12).
+        return _verdict(item, HELD, "gap", f"Item {item.seq} waits for item {expected} from this device; it will "
+                                           "be applied after that one arrives."), False
+    return _apply(session, device, actor, item)
+
+
+def _replay(session: Session, device: Device, item: _Item, receipt: SyncReceipt) -> Verdict:
+    """Answer an item already received: the same answer again, or a conflict if its content changed (G2)."""
+    if receipt.device_id != device.id and session.get(Device, receipt.device_id).user_id != device.user_id:
+        return _verdict(item, CONFLICT, "item_id_in_use", "Another device already sent an item with this id; this "
+                                                          "one has not been applied.")
+    if receipt.content_hash != item.digest:
+        return _verdict(item, CONFLICT, "item_changed", "This item was received before with different content. The "
+                                                        "centre's copy has not been changed; save the change as a "
+                                                        "new item.")
+    if receipt.verdict == APPLIED:
+        return _verdict(item, DUPLICATE, None, "Already received; nothing was changed.", receipt.result)
+    return _verdict(item, receipt.verdict, receipt.code, receipt.message, receipt.result)
+
+
+def _apply(session: Session, device: Device, actor: Actor, item: _Item) -> tuple[Verdict, bool]:
+    """Carry out an item and keep its answer; a unique-key race becomes the winner's answer."""
+    for _ in range(2):
+        try:
+            return _attempt(session, device, actor, item), True
+        except IntegrityError:
+            # Another request (a concurrent retry, or another device of the same person) stored this item or its
+            # evidence first; their commit is visible now.
+            log.info("push item %s lost a race; answering from the stored copy", item.item_id)
+            receipt = session.get(SyncReceipt, item.item_id, populate_existing=True)
+            if receipt is not None:
+                return _replay(session, device, item, receipt), False
+    return _server_error(item), False
+
+
+def _attempt(session: Session, device: Device, actor: Actor, item: _Item) -> Verdict:
+    """Run the item's service call in a savepoint with its receipt; a refusal keeps only the receipt."""
+    try:
+        with session.begin_nested():
+            verdict = _verdict(item, APPLIED, result=_handler(item.kind)(session, actor, item.payload))
+            _keep(session, device, item, verdict)
+        return verdict
+    except Refusal as refusal:
+        verdict = _refusal(item, refusal)
+    with session.begin_nested():
+        _keep(session, device, item, verdict)
+    return verdict
+
+
+def _keep(session: Session, device: Device, item: _Item, verdict: Verdict) -> None:
+    session.add(SyncReceipt(item_id=item.item_id, device_id=device.id, seq=item.seq, kind=item.kind,
+                            content_hash=item.digest, verdict=verdict.verdict, code=verdict.code,
+                            message=verdict.message, result=verdict.result))
+    session.flush()
+
+
+def _refusal(item: _Item, refusal: Refusal) -> Verdict:
+    """Turn a service's refusal into a verdict with the same code and message as on the web (G20)."""
+    verdict = CONFLICT if refusal.code in CONFLICT_CODES else REFUSED
+    return _verdict(item, verdict, refusal.code, refusal.message, {"field": refusal.field} if refusal.field else {})
+
+
+def _verdict(item: _Item, verdict: str, code: str | None = None, message: str | None = None,
+             result: dict[str, Any] | None = None) -> Verdict:
+    return Verdict(item.item_id, item.seq, verdict, code, message, result or {})
+
+
+def _server_error(item: _Item) -> Verdict:
+    # Not kept, so the seq stays open and the device's retry is applied in order.
+    return _verdict(item, REFUSED, "server_error", f"The centre could not store this item just now. {RETRY}")
+
+
+# --- The kinds -------------------------------------------------------------------------------------------------
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _ReviseIn(_In):
+    evidence_id: uuid.UUID
+    base_version: int = Field(ge=1)
+    content: Any = None
+    signatures: list[SignatureIn] = Field(default=[], max_length=10)
+
+
+class _AtVersionIn(_In):
+    evidence_id: uuid.UUID
+    version: int = Field(ge=1)
+    content_hash: str | None = Field(default=None, pattern=SHA256)
+
+
+class _SignIn(_AtVersionIn):
+    signature: Any = None
+
+
+def _handler(kind: str) -> Callable[[Session, Actor, Any], dict[str, Any]]:
+    try:
+        return KINDS[kind]
+    except KeyError:
+        raise InvalidInput(f"The centre does not know how to apply a {kind!r} item. Known kinds: "
+                           f"{', '.join(KINDS)}.", field="kind") from None
+
+
+def _result(item: Evidence) -> dict[str, Any]:
+    return {"evidence_id": str(item.id), "version": item.current_version, "status": item.status}
+
+
+def _capture(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:
+    if isinstance(payload, dict) and not payload.get("id"):
+        raise InvalidInput("Evidence from a device must carry the id the device gave it.", field="id")
+    return _result(evidence.capture(session, actor, payload))
+
+
+def _revise(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:
+    data = validate(_ReviseIn, payload)
+    return _result(evidence.revise(session, actor, data.evidence_id, data.content, base_version=data.base_version,
+                                   signatures=data.signatures))
+
+
+def _sign(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:
+    data = validate(_SignIn, payload)
+    item = _at_version(session, data)
+    signature = evidence.sign(session, actor, item.id, data.signature)
+    return _result(item) | {"signature_id": str(signature.id)}
+
+
+def _submit(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:
+    data = validate(_AtVersionIn, payload)
+    _at_version(session, data)
+    return _result(evidence.submit(session, actor, data.evidence_id))
+
+
+def _at_version(session: Session, data: _AtVersionIn) -> Evidence:
+    """Return the evidence if it is still at the version the device saw, or refuse as out of date (G4)."""
+    item = evidence.get(session, data.evidence_id)
+    current = evidence.current_version(session, item)
+    if current.number != data.version or data.content_hash not in (None, current.content_hash):
+        raise Refusal("out_of_date", f"This evidence has changed since the device saw version {data.version}: it is "
+                                     f"now at version {current.number}. Review the newer version first.")
+    return item
+
+
+KINDS: dict[str, Callable[[Session, Actor, Any], dict[str, Any]]] = {
+    "evidence.capture": _capture,
+    "evidence.revise": _revise,
+    "evidence.sign": _sign,
+    "evidence.submit": _submit,
+}

@@ -1,0 +1,43 @@
+"""Field devices and the receipts that make pushing from them safe to repeat."""
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from .base import utcnow
+
+
+class Device(SQLModel, table=True):
+    """An assessor's field device, known by the id it made for itself and a hashed bearer token."""
+
+    id: uuid.UUID = Field(primary_key=True)  # made on the device, never by the server
+    user_id: uuid.UUID = Field(foreign_key="user_account.id", index=True)
+    name: str = Field(max_length=200)
+    token_hash: str = Field(max_length=64, unique=True, index=True)  # sha256 hex; the token itself is never stored
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime | None = None
+    last_push_at: datetime | None = None
+    revoked_at: datetime | None = None
+    revoked_by_id: uuid.UUID | None = Field(default=None, foreign_key="user_account.id")
+    revoked_reason: str | None = Field(default=None, max_length=500)
+    expires_at: datetime
+    schema_version: str = Field(max_length=20)
+    protocol_version: int
+
+
+class SyncReceipt(SQLModel, table=True):
+    """The answer given to one pushed item, kept so a repeat of the item gets the same answer."""
+
+    __table_args__ = (UniqueConstraint("device_id", "seq"),)
+    item_id: uuid.UUID = Field(primary_key=True)  # the id the device gave the item
+    device_id: uuid.UUID = Field(foreign_key="device.id")
+    seq: int  # the device's own sequence number: FIFO per device, never a clock
+    kind: str = Field(max_length=40)
+    content_hash: str = Field(max_length=64)  # canonical hash of kind and payload
+    verdict: str = Field(max_length=20)  # "applied", "conflict" or "refused"
+    code: str | None = Field(default=None, max_length=60)
+    message: str | None = Field(default=None, sa_type=Text)
+    result: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    received_at: datetime = Field(default_factory=utcnow)
