@@ -47,7 +47,7 @@ def _render(data: portfolio.Portfolio, relation: frozenset[str], error: dict | N
 def _limited(candidate: Candidate, relation: frozenset[str]):  # noqa: ANN202
     """Show a witness or expert witness only the evidence they recorded, and how to add more."""
     data = portfolio.portfolio(get_session(), candidate)
-    own = [e for e in data.evidence.values() if e.author == me().name]
+    own = [e for e in data.evidence.values() if e.author_id == me().id]  # by id: two people may share a name
     return render_template("portfolio/limited.html", p=data, own=own, relation=relation)
 
 
