@@ -1,13 +1,18 @@
-"""Writing to the append-only audit log, in the same transaction as the change it records."""
+"""Writing to the append-only audit log, in the same transaction as the change it records, and checking its chain."""
+import hashlib
 import uuid
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlmodel import Session
+from sqlalchemy import update
+from sqlmodel import Session, select
 
-from .hashing import _normalise
-from .models import AuditEntry, User
+from .hashing import _normalise, canonical_json
+from .models import AuditEntry, AuditHead, User, utcnow
+
+GENESIS = "0" * 64  # the prev_hash of the first entry
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,95 @@ SYSTEM = Actor(None)
 
 
 def record(session: Session, actor: Actor, action: str, entity: Any, **details: Any) -> AuditEntry:
-    """Append an audit entry for a change to an entity."""
+    """Append an audit entry for a change to an entity, chained to the entry before it."""
     entity_id = getattr(entity, "id", None) or getattr(entity, "key", None) or getattr(entity, "sha256", None)
+    clean = _normalise(details)
+    # Taking the head first makes this transaction the chain's only writer until it commits, so seq is in
+    # commit order (a device's pull cursor can never skip an entry committed late).
+    seq, prev = session.execute(
+        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
+        .returning(AuditHead.seq, AuditHead.hash)
+    ).one()
     entry = AuditEntry(
-        actor_id=actor.id, device_id=actor.device_id, action=action,
-        entity_type=type(entity).__name__.lower(), entity_id=str(entity_id), details=_normalise(details),
+        seq=seq, at=utcnow(), actor_id=actor.id, device_id=actor.device_id, action=action,
+        entity_type=type(entity).__name__.lower(), entity_id=str(entity_id),
+        candidate_id=_candidate_of(entity, clean), details=clean, prev_hash=prev,
     )
+    entry.hash = entry_hash(entry)
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=entry.hash))
     session.add(entry)
     return entry
+
+
+def _candidate_of(entity: Any, details: dict[str, Any]) -> uuid.UUID | None:
+    """Return the candidate a change concerns: named in the details, or the entity's own candidate."""
+    named = details.get("candidate") or getattr(entity, "candidate_id", None)
+    if named is None and type(entity).__name__ == "Candidate":
+        named = entity.id
+    try:
+        return uuid.UUID(str(named)) if named else None
+    except ValueError:
+        return None
+
+
+def _utc(moment: datetime) -> str:
+    """Return a moment as UTC ISO text; naive moments read back from SQLite are UTC."""
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC).isoformat(
+        timespec="microseconds")
+
+
+def entry_hash(entry: AuditEntry) -> str:
+    """Return the sha256 of an entry's canonical content and the hash it follows."""
+    content = {
+        "seq": entry.seq, "at": _utc(entry.at), "actor_id": entry.actor_id, "device_id": entry.device_id,
+        "action": entry.action, "entity_type": entry.entity_type, "entity_id": entry.entity_id,
+        "candidate_id": entry.candidate_id, "details": entry.details, "prev_hash": entry.prev_hash,
+    }
+    return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ChainCheck:
+    """The result of checking the audit chain: how many entries, and the first broken link if any."""
+
+    entries: int
+    broken_at: int | None = None  # the seq of the first entry that does not check out
+    reason: str | None = None
+
+    @property
+    def intact(self) -> bool:
+        """Return whether every link checks out."""
+        return self.broken_at is None
+
+
+def check_chain(entries: Iterable[AuditEntry], head: AuditHead | None = None) -> ChainCheck:
+    """Walk entries in seq order and report the first one whose number, link or hash is wrong."""
+    expected_seq, prev, count = 1, GENESIS, 0
+    for entry in entries:
+        count += 1
+        if entry.seq != expected_seq:
+            return ChainCheck(count, expected_seq, f"entry {expected_seq} is missing (found {entry.seq} next)")
+        if entry.prev_hash != prev:
+            return ChainCheck(count, entry.seq, f"entry {entry.seq} does not follow entry {entry.seq - 1}")
+        if entry_hash(entry) != entry.hash:
+            return ChainCheck(count, entry.seq, f"entry {entry.seq} ({entry.action}) has been changed")
+        expected_seq, prev = entry.seq + 1, entry.hash
+    if head is not None and (head.seq != expected_seq - 1 or head.hash != prev):
+        return ChainCheck(count, expected_seq, f"entries after {expected_seq - 1} are missing")
+    return ChainCheck(count)
+
+
+def verify(session: Session) -> ChainCheck:
+    """Check this database's whole audit chain against its head."""
+    return check_chain(_in_pages(session), session.get(AuditHead, 1))
+
+
+def _in_pages(session: Session, size: int = 1000) -> Iterator[AuditEntry]:
+    """Yield every entry in seq order, a page at a time, so a long log never sits in memory at once."""
+    after = 0
+    while page := list(session.exec(select(AuditEntry).where(AuditEntry.seq > after)
+                                    .order_by(AuditEntry.seq).limit(size))):
+        yield from page
+        after = page[-1].seq
+        for entry in page:
+            session.expunge(entry)

@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, select
 
 from .audit import SYSTEM
+from .audit import verify as verify_chain
 from .db import database_url, ensure_secret_key, instance_path, make_engine, transaction, upgrade
 from .errors import Refusal
 from .models import Role, Unit
@@ -203,6 +204,24 @@ def readiness(ctx: Context, candidate: str, unit: str, as_json: bool) -> None:
         click.echo("Ready for the assessor to sign off.")
     for blocker in state.blockers:
         click.echo(f"- {blocker.message}")
+
+
+@main.group()
+def audit() -> None:
+    """Check the audit log."""
+
+
+@audit.command("verify")
+@pass_context
+@friendly
+def audit_verify(ctx: Context) -> None:
+    """Check every link of the audit chain; report the first broken one (exit status 1)."""
+    with Session(ctx.engine()) as session:
+        result = verify_chain(session)
+    if not result.intact:
+        raise click.ClickException(f"The audit log has been tampered with: {result.reason} "
+                                   f"(checked {result.entries} entries).")
+    click.echo(f"Audit log intact: {result.entries} entries, every link checks out.")
 
 
 @main.command()

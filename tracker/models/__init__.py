@@ -2,7 +2,7 @@
 from sqlmodel import SQLModel
 
 from .assessment import AssignmentResult, CriterionDecision, DecisionEvidence, IqaReview, UnitSignOff
-from .audit import AuditEntry
+from .audit import AuditEntry, AuditHead
 from .base import new_id, utcnow
 from .evidence import (
     Attachment,
@@ -34,7 +34,7 @@ from .spec import Criterion, Outcome, Qualification, QualificationUnit, RangeIte
 metadata = SQLModel.metadata
 
 __all__ = [
-    "AssessorQualification", "AssignmentResult", "Attachment", "AuditEntry", "Blob", "BlobRendition", "Candidate",
+    "AssessorQualification", "AssignmentResult", "Attachment", "AuditEntry", "AuditHead", "Blob", "BlobRendition", "Candidate",
     "CandidateAssignment", "Criterion", "CriterionDecision", "DecisionEvidence", "Evidence",
     "EvidenceCriterion", "EvidenceRangeItem", "EvidenceReview", "EvidenceVersion", "ExpertWitnessApproval",
     "IqaQualification", "IqaReview", "Method", "OccupationalCompetence", "Outcome", "Qualification",
