@@ -1,7 +1,10 @@
 """The caseload: the candidates a person works with, and what needs their attention."""
-from flask import Blueprint, render_template
+from datetime import date
+
+from flask import Blueprint, current_app, render_template
 from flask_login import login_required
 
+from . import readcache
 from .auth import me
 from .db import get_session
 from .services import portfolio
@@ -13,5 +16,9 @@ bp = Blueprint("caseload", __name__, url_prefix="/caseload")
 @login_required
 def index():  # noqa: ANN201
     """List the person's candidates with progress, evidence waiting for a decision, and referrals."""
-    rows, total = portfolio.caseload(get_session(), me())
+    session, user = get_session(), me()
+    # Any audited change in the centre may move a caseload's counts; until then the rows stand (for today).
+    rows, total = current_app.extensions["read_cache"].get(
+        ("caseload", user.id, date.today()), readcache.centre_stamp(session),
+        lambda: portfolio.caseload(session, user))
     return render_template("caseload/index.html", rows=rows, total=total)

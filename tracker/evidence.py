@@ -8,10 +8,10 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import login_required
 from sqlmodel import Session, select
 
-from . import access, media
+from . import access, media, readcache
 from .auth import actor, me
 from .db import get_session
-from .errors import InvalidInput, NotPermitted, Refusal
+from .errors import InvalidInput, NotFound, NotPermitted, Refusal
 from .forms import Form, form_from
 from .files import _evidence_ids
 from .models import (BlobRendition, Evidence, EvidenceReview, EvidenceVersion, Method, RangeItem, Role, Status, User,
@@ -200,26 +200,45 @@ def _form_page(candidate, relation, method: str, form: Form, item: Evidence | No
 @login_required
 def detail(evidence_id: str):  # noqa: ANN201
     """Show a piece of evidence: its current (or a chosen) version, files, signatures, reviews and actions."""
-    session = get_session()
-    item, relation = access.evidence_for(session, me(), evidence_id)
-    return _detail_page(session, item, relation, form_from())
+    session, user = get_session(), me()
+    try:
+        key = uuid.UUID(evidence_id)
+    except ValueError:
+        raise NotFound("evidence") from None
+    stamp = readcache.evidence_stamp(session, key)
+    wanted = request.args.get("version", type=int)
+    # The page (access decision included) stands until the candidate's audit trail moves: assignments, new
+    # versions, signatures and reviews are all audited under the candidate.
+    context = current_app.extensions["read_cache"].get(
+        ("evidence", key, user.id, wanted), stamp, lambda: _detail_context(session, user, key, wanted))
+    return render_template("evidence/detail.html", **context, form=form_from(), me=user)
+
+
+def _detail_context(session: Session, user, evidence_id: uuid.UUID, wanted: int | None) -> dict:  # noqa: ANN001
+    """Load everything the evidence page shows, for a person who may read it."""
+    item, relation = access.evidence_for(session, user, evidence_id)
+    return _context(session, item, relation, wanted)
 
 
 def _detail_page(session: Session, item: Evidence, relation: frozenset[str], form: Form, status: int = 200):
+    context = _context(session, item, relation, request.args.get("version", type=int))
+    return render_template("evidence/detail.html", **context, form=form, me=me()), status
+
+
+def _context(session: Session, item: Evidence, relation: frozenset[str], wanted: int | None) -> dict:
     versions = list(session.exec(select(EvidenceVersion).where(EvidenceVersion.evidence_id == item.id)
                                  .order_by(EvidenceVersion.number)))
-    wanted = request.args.get("version", type=int) or item.current_version
-    version = next((v for v in versions if v.number == wanted), versions[-1])
+    version = next((v for v in versions if v.number == (wanted or item.current_version)), versions[-1])
     reviews = session.exec(select(EvidenceReview, User.name).join(User, User.id == EvidenceReview.reviewer_id).where(
         EvidenceReview.evidence_id == item.id).order_by(EvidenceReview.created_at)).all()
     content = service._content_of(session, version)
+    list(version.signatures)  # loaded now: the page may be served again after this session has closed
     candidate = session.get(service.Candidate, item.candidate_id)
     names = dict(session.exec(select(User.id, User.name).where(
         User.id.in_({v.author_id for v in versions} | {candidate.user_id}))).all())
-    return render_template("evidence/detail.html", item=item, version=version, versions=versions, content=content,
-                           reviews=reviews, relation=relation, form=form, names=names, candidate=candidate,
-                           candidate_name=names[candidate.user_id], me=me(),
-                           is_assessor=Role.ASSESSOR in relation), status
+    return {"item": item, "version": version, "versions": versions, "content": content, "reviews": reviews,
+            "relation": relation, "names": names, "candidate": candidate, "candidate_name": names[candidate.user_id],
+            "is_assessor": Role.ASSESSOR in relation}
 
 
 # --- Actions -----------------------------------------------------------------------------------------------

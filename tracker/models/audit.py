@@ -3,7 +3,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger
+from sqlalchemy import JSON, BigInteger, Index
 from sqlmodel import Field, SQLModel
 
 from .base import utcnow
@@ -17,6 +17,8 @@ class AuditEntry(SQLModel, table=True):
     the entry before it, so changing or removing any entry breaks every link after it.
     """
 
+    # A candidate's newest entry is found from this index alone (pages and pulls ask for it on every request).
+    __table_args__ = (Index("ix_auditentry_candidate_seq", "candidate_id", "seq"),)
     id: int | None = Field(default=None, primary_key=True)
     seq: int = Field(sa_type=BigInteger, unique=True)
     at: datetime = Field(default_factory=utcnow, index=True)
@@ -25,7 +27,7 @@ class AuditEntry(SQLModel, table=True):
     action: str = Field(max_length=60)
     entity_type: str = Field(max_length=60)
     entity_id: str = Field(max_length=64, index=True)
-    candidate_id: uuid.UUID | None = Field(default=None, index=True)  # the candidate the change concerns, if any
+    candidate_id: uuid.UUID | None = Field(default=None)  # the candidate the change concerns, if any
     details: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64, unique=True)

@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlmodel import Session, select
 
+from ..audit import SYSTEM, record
 from ..errors import InvalidInput
 from ..hashing import content_hash
 from ..models import Criterion, Outcome, Qualification, QualificationUnit, RangeItem, SpecPack, Unit
@@ -73,7 +74,9 @@ def load(session: Session, document: Any) -> LoadResult:
     for q in pack.qualifications:
         _load_qualification(session, pack, q, units)
     session.flush()
-    return LoadResult(pack.pack, pack.version, "updated" if existing else "loaded")
+    outcome = "updated" if existing else "loaded"
+    record(session, SYSTEM, f"pack.{outcome}", row, version=pack.version, sha256=digest)
+    return LoadResult(pack.pack, pack.version, outcome)
 
 
 def _check_newer(existing: SpecPack, pack: Pack) -> None:

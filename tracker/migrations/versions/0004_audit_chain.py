@@ -31,7 +31,7 @@ def upgrade() -> None:
         batch.alter_column('hash', existing_type=sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False)
         batch.create_unique_constraint('uq_auditentry_seq', ['seq'])
         batch.create_unique_constraint('uq_auditentry_hash', ['hash'])
-        batch.create_index(batch.f('ix_auditentry_candidate_id'), ['candidate_id'], unique=False)
+        batch.create_index('ix_auditentry_candidate_seq', ['candidate_id', 'seq'], unique=False)
     table = op.create_table('audithead',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
@@ -46,7 +46,7 @@ def downgrade() -> None:
     op.drop_table('audithead')
     _guard_off()
     with op.batch_alter_table('auditentry') as batch:
-        batch.drop_index(batch.f('ix_auditentry_candidate_id'))
+        batch.drop_index('ix_auditentry_candidate_seq')
         batch.drop_constraint('uq_auditentry_hash', type_='unique')
         batch.drop_constraint('uq_auditentry_seq', type_='unique')
         batch.drop_column('hash')
