@@ -13,8 +13,7 @@ from .auth import actor, me
 from .db import get_session
 from .errors import InvalidInput, NotFound, NotPermitted, Refusal
 from .forms import Form, form_from
-from .files import _evidence_ids
-from .models import (BlobRendition, Evidence, EvidenceReview, EvidenceVersion, Method, RangeItem, Role, Status, User,
+from .models import (Evidence, EvidenceReview, EvidenceVersion, Method, RangeItem, Role, Status, User,
                      new_id)
 from .services import evidence as service
 from .services.assessment import criteria_of
@@ -107,7 +106,7 @@ def _content_input(session: Session, form: Form) -> dict:
 def _kept_uploads(session: Session, form: Form) -> list[dict]:
     """Store newly uploaded files, and keep the ones uploaded on an earlier, refused attempt."""
     kept = [dict(zip(("sha256", "filename"), k.split("|", 1), strict=True)) for k in form.getlist("kept") if "|" in k]
-    if not all(_may_attach(session, k["sha256"]) for k in kept):  # the same words as for a file never stored
+    if not all(service.may_attach(session, me(), k["sha256"]) for k in kept):  # the same words as for a file never stored
         raise InvalidInput("An attached file has not been uploaded yet; upload it first.", field="attachments")
     try:
         for upload in request.files.getlist("files"):
@@ -120,23 +119,6 @@ def _kept_uploads(session: Session, form: Form) -> list[dict]:
     finally:  # when one file is refused, the ones stored before it are still offered as already uploaded
         form.values.setlist("kept", [f"{a['sha256']}|{a['filename']}" for a in kept])
     return kept
-
-
-def _may_attach(session: Session, sha256: str) -> bool:
-    """Say whether this person may attach a stored file by its hash: one attached nowhere yet, or one they may read.
-
-    Without this, knowing the hash of someone else's file would be enough to attach it to your own evidence and
-    then download it. A photo's smaller copy counts as the photo.
-    """
-    original = session.exec(select(BlobRendition.original_sha256).where(BlobRendition.sha256 == sha256)).first()
-    evidence_ids = _evidence_ids(original or sha256)
-    for evidence_id in evidence_ids:
-        try:
-            access.evidence_for(session, me(), evidence_id)
-            return True
-        except Refusal:
-            continue
-    return not evidence_ids
 
 
 def _signatures(session: Session, form: Form, method: str, submitting: bool) -> list[dict]:

@@ -1,31 +1,23 @@
 """Serving stored files to the people allowed to read the evidence they belong to."""
 from flask import Blueprint, Response, current_app, request, send_file
 from flask_login import login_required
-from sqlmodel import col, select
 
 from . import access
 from .auth import me
 from .db import get_session
 from .errors import NotFound, Refusal
-from .models import Attachment, Blob, EvidenceVersion, Signature
+from .models import Blob
+from .services import evidence as evidence_service
 
 bp = Blueprint("files", __name__, url_prefix="/files")
 INLINE = ("image/jpeg", "image/png", "image/webp", "application/pdf", "audio/", "video/")
-
-
-def _evidence_ids(sha256: str) -> set:
-    """Return the evidence a blob is attached to, as a file or as a drawn signature."""
-    session = get_session()
-    attached = session.exec(select(EvidenceVersion.evidence_id).join(Attachment).where(Attachment.sha256 == sha256))
-    signed = session.exec(select(EvidenceVersion.evidence_id).join(Signature).where(Signature.image_sha256 == sha256))
-    return set(attached) | set(signed)
 
 
 def _check_readable(sha256: str) -> Blob:
     """Refuse (as not found) a file that belongs to no evidence this person may read."""
     session = get_session()
     blob = session.get(Blob, sha256)
-    for evidence_id in _evidence_ids(sha256) if blob else ():
+    for evidence_id in evidence_service.attached_to(session, sha256) if blob else ():
         try:
             access.evidence_for(session, me(), evidence_id)
             return blob

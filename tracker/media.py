@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from .errors import InvalidInput
 from .models import Blob, BlobRendition

@@ -4,7 +4,6 @@ import re
 from datetime import date
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from playwright.sync_api import expect
 

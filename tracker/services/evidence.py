@@ -6,13 +6,14 @@ from types import SimpleNamespace
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlmodel import Session, col, delete, select
 
-from .. import rules
+from .. import access, rules
 from ..audit import Actor, record
 from ..errors import InvalidInput, NotFound, NotPermitted, Refusal
 from ..hashing import content_hash
 from ..models import (
     Attachment,
     Blob,
+    BlobRendition,
     Candidate,
     Criterion,
     Evidence,
@@ -213,7 +214,7 @@ def _check_work_product(content: ContentIn) -> None:
                            field="attachments")
 
 
-def _resolve(session: Session, unit: Unit, content: ContentIn) -> _Resolved:
+def _resolve(session: Session, unit: Unit, content: ContentIn, user: User | None) -> _Resolved:
     """Turn criterion codes, range item keys and file hashes into rows, refusing unknown ones."""
     codes = [c.code for c in content.criteria]
     if len(set(codes)) != len(codes):
@@ -225,7 +226,7 @@ def _resolve(session: Session, unit: Unit, content: ContentIn) -> _Resolved:
     if unknown:
         raise InvalidInput(f"Unit {unit.code} has no criterion {', '.join(unknown)}.", field="criteria")
     items = _range_items(session, found, content.range_items)
-    _check_blobs(session, content.attachments)
+    _check_blobs(session, content.attachments, user)
     return _Resolved([(found[c.code], c.note) for c in content.criteria], items, content.attachments)
 
 
@@ -242,13 +243,42 @@ def _range_items(session: Session, criteria: dict[str, Criterion], keys: list[st
     return [rows[k] for k in dict.fromkeys(keys)]
 
 
-def _check_blobs(session: Session, attachments: list[AttachmentIn]) -> None:
+def _check_blobs(session: Session, attachments: list[AttachmentIn], user: User | None) -> None:
     hashes = {a.sha256 for a in attachments}
     if len(hashes) != len(attachments):
         raise InvalidInput("The same file is attached twice.", field="attachments")
     stored = set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(hashes)))) if hashes else set()
-    if hashes - stored:
+    # A file someone else attached counts as not uploaded (the same words), so a hash reveals nothing.
+    if hashes - stored or not all(may_attach(session, user, h) for h in hashes):
         raise InvalidInput("An attached file has not been uploaded yet; upload it first.", field="attachments")
+
+
+def attached_to(session: Session, sha256: str) -> set[uuid.UUID]:
+    """Return the evidence a stored file is attached to, as a file or as a drawn signature."""
+    attached = session.exec(select(EvidenceVersion.evidence_id).join(Attachment).where(Attachment.sha256 == sha256))
+    signed = session.exec(select(EvidenceVersion.evidence_id).join(Signature).where(Signature.image_sha256 == sha256))
+    return set(attached) | set(signed)
+
+
+def may_attach(session: Session, user: User | None, sha256: str) -> bool:
+    """Say whether a person may attach a stored file by its hash: one attached nowhere yet, or one they may read.
+
+    Without this, knowing the hash of someone else's file would be enough to attach it to your own evidence and
+    then download it. A photo's smaller copy counts as the photo.
+    """
+    original = session.exec(select(BlobRendition.original_sha256).where(BlobRendition.sha256 == sha256)).first()
+    evidence_ids = attached_to(session, original or sha256)
+    if not evidence_ids:
+        return True
+    if user is None:
+        return False
+    for evidence_id in evidence_ids:
+        try:
+            access.evidence_for(session, user, evidence_id)
+            return True
+        except Refusal:
+            continue
+    return False
 
 
 def version_content(candidate: Candidate, unit: Unit, method: str, content: ContentIn) -> dict:
@@ -299,7 +329,7 @@ def capture(session: Session, actor: Actor, data: EvidenceIn | dict) -> Evidence
         return same
     witness_signed = any(s.kind == SignatureKind.WITNESS for s in data.signatures)
     _check_rules(session, actor, candidate, unit, data.method, data, witness_signed, data.submit)
-    resolved = _resolve(session, unit, data)
+    resolved = _resolve(session, unit, data, actor.user)
     _check_signatures(session, actor, candidate, data.method, data.witness_name, data.signatures)
     evidence = Evidence(candidate_id=candidate.id, unit_id=unit.id, method=data.method, created_by_id=actor.id,
                         device_id=actor.device_id, status=Status.SUBMITTED if data.submit else Status.DRAFT,
@@ -352,7 +382,7 @@ def update_draft(session: Session, actor: Actor, evidence_id: uuid.UUID | str, d
     digest = content_hash(version_content(candidate, unit, evidence.method, data))
     rules.check_signed_content_unchanged([s.content_hash for s in version.signatures], digest)
     _check_rules(session, actor, candidate, unit, evidence.method, data, False, False)
-    resolved = _resolve(session, unit, data)
+    resolved = _resolve(session, unit, data, actor.user)
     for model in (EvidenceCriterion, EvidenceRangeItem, Attachment):
         session.exec(delete(model).where(model.version_id == version.id))
     for name in CONTENT_FIELDS:
@@ -382,7 +412,7 @@ def revise(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: C
     sigs = signatures or []
     _check_rules(session, actor, candidate, unit, evidence.method, data,
                  any(s.kind == SignatureKind.WITNESS for s in sigs), submitting)
-    resolved = _resolve(session, unit, data)
+    resolved = _resolve(session, unit, data, actor.user)
     old = current_version(session, evidence)
     digest = content_hash(version_content(candidate, unit, evidence.method, data))
     _check_signatures(session, actor, candidate, evidence.method, data.witness_name, sigs)
@@ -451,7 +481,7 @@ def _check_signatures(session: Session, actor: Actor, candidate: Candidate, meth
         _signer(session, actor, SimpleNamespace(method=method),
                 SimpleNamespace(author_id=actor.id, witness_name=witness_name), candidate, data)
         if data.image_sha256:
-            _check_blobs(session, [AttachmentIn(sha256=data.image_sha256, filename="signature.png")])
+            _check_blobs(session, [AttachmentIn(sha256=data.image_sha256, filename="signature.png")], actor.user)
 
 
 def _sign(session: Session, actor: Actor, evidence: Evidence, version: EvidenceVersion, candidate: Candidate,
@@ -461,7 +491,7 @@ def _sign(session: Session, actor: Actor, evidence: Evidence, version: EvidenceV
     if existing is not None:
         return existing
     if data.image_sha256:
-        _check_blobs(session, [AttachmentIn(sha256=data.image_sha256, filename="signature.png")])
+        _check_blobs(session, [AttachmentIn(sha256=data.image_sha256, filename="signature.png")], actor.user)
     sig = Signature(version_id=version.id, kind=data.kind, signer_id=signer_id, signer_name=name,
                     statement=STATEMENTS[data.kind], content_hash=version.content_hash,
                     image_sha256=data.image_sha256, device_id=actor.device_id)

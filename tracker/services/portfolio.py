@@ -13,7 +13,6 @@ from ..models import (
     Criterion,
     CriterionDecision,
     Evidence,
-    EvidenceVersion,
     Outcome,
     Status,
     Unit,
