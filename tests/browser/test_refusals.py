@@ -36,6 +36,7 @@ def test_work_from_before_registration_refused_beside_the_date(page, factory, se
 
     summary = error_summary(page)
     expect(summary).to_contain_text("before the candidate's registration")
+    expect(summary).to_be_focused()  # a keyboard or screen-reader user lands on what to correct
     expect(summary.get_by_role("link", name=re.compile("RPL is not allowed"))).to_have_attribute(
         "href", "#activity_date")
     date_field = page.get_by_label("Date of the activity")
