@@ -2,7 +2,7 @@
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -194,8 +194,8 @@ class Population:
 
 
 def _cycle(strategy: SamplingStrategy) -> tuple[datetime, datetime]:
-    return (datetime.combine(strategy.cycle_start, datetime.min.time()),
-            datetime.combine(strategy.cycle_end + timedelta(days=1), datetime.min.time()))
+    return (datetime.combine(strategy.cycle_start, datetime.min.time(), UTC),
+            datetime.combine(strategy.cycle_end + timedelta(days=1), datetime.min.time(), UTC))
 
 
 def population(session: Session, strategy: SamplingStrategy) -> Population:
