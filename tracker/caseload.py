@@ -1,4 +1,6 @@
 """The caseload: the candidates a person works with, and what needs their attention."""
+from datetime import date
+
 from flask import Blueprint, render_template
 from flask_login import login_required
 
@@ -13,5 +15,7 @@ bp = Blueprint("caseload", __name__, url_prefix="/caseload")
 @login_required
 def index():  # noqa: ANN201
     """List the person's candidates with progress, evidence waiting for a decision, and referrals."""
-    rows, total = portfolio.caseload(get_session(), me())
-    return render_template("caseload/index.html", rows=rows, total=total)
+    session = get_session()
+    rows, total = portfolio.caseload(session, me())
+    return render_template("caseload/index.html", rows=rows, total=total,
+                           actions=portfolio.actions_due(session, me()), today=date.today())
