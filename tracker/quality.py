@@ -232,34 +232,29 @@ def close(action_id: str):  # noqa: ANN201
     return redirect(url_for("quality.actions"), 303)
 
 
-@bp.get("/report")
+@bp.get("/reports/<iqa_id>")
 @login_required
-def report():  # noqa: ANN201
-    """Show an IQA's cycle report (an EQA or the lead IQA chooses whose)."""
+def report(iqa_id: str):  # noqa: ANN201
+    """Show an IQA's cycle report: their own, or any IQA's for an EQA or the lead IQA."""
     _reader()
-    rep, who = _report()
+    rep, who = _report(iqa_id)
     return render_template("quality/report.html", r=rep, who=who, today=date.today())
 
 
-@bp.get("/report.pdf")
+@bp.get("/reports/<iqa_id>.pdf")
 @login_required
-def report_pdf():  # noqa: ANN201
+def report_pdf(iqa_id: str):  # noqa: ANN201
     """Download an IQA's cycle report as a PDF."""
     _reader()
-    rep, who = _report()
+    rep, who = _report(iqa_id)
     return Response(quality.report_pdf(rep, date.today()), mimetype="application/pdf", headers={
         "Content-Disposition": f'attachment; filename="iqa-cycle-report-{who.id}.pdf"'})
 
 
-def _report():  # noqa: ANN202
+def _report(iqa_id: str):  # noqa: ANN202
     session = get_session()
-    wanted = request.args.get("iqa")
-    if wanted and wanted != str(me().id):
-        if not (Role.EQA in me().role_names or quality.is_lead(session, me().id)):
-            raise NotFound("IQA")
-        who = quality.users_by_id(session, wanted)
-    else:
-        access.require(Role.IQA in me().role_names, "Choose the IQA whose report you want to see.")
-        who = me()
+    if iqa_id != str(me().id) and not (Role.EQA in me().role_names or quality.is_lead(session, me().id)):
+        raise NotFound("IQA")
+    who = quality.users_by_id(session, iqa_id)
     return quality.report(session, who), who
 

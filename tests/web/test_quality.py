@@ -101,9 +101,9 @@ def test_iqa_draws_reviews_and_the_action_goes_round(client, session, centre, si
     session.commit()
     session.refresh(action)
     assert action.status == "closed"
-    report = client.get("/quality/report").get_data(as_text=True)
+    report = client.get(f"/quality/reports/{centre['iqa'].id}").get_data(as_text=True)
     assert "Ann Assessor" in report
-    pdf = client.get("/quality/report.pdf")
+    pdf = client.get(f"/quality/reports/{centre['iqa'].id}.pdf")
     assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
     trail = [e.action for e in session.exec(select(AuditEntry).order_by(AuditEntry.seq))]
     assert trail[-7:] == ["iqa.strategy_created", "iqa.sample_drawn", "iqa.reviewed", "iqa.action_raised",
@@ -175,7 +175,7 @@ def test_eqa_reads_every_page_with_no_write_controls(client, session, centre, si
     token = signed_in(centre["eqa"])
     for path in ("/quality/", f"/quality/strategies/{sample.strategy_id}", f"/quality/samples/{sample.id}",
                  f"/quality/items/{item.id}", f"/quality/strategies/{sample.strategy_id}/coverage",
-                 f"/quality/report?iqa={centre['iqa'].id}"):
+                 f"/quality/reports/{centre['iqa'].id}"):
         response = client.get(path)
         page = response.get_data(as_text=True)
         assert response.status_code == 200, path
