@@ -19,7 +19,7 @@ class Item:
     criterion: str = ""
     methods: tuple[str, ...] = ()
     sites: tuple[str, ...] = ()
-    ordinal: int = 0  # its place among the assessor's decisions, 1 for the first
+    ordinal: int = 0  # its place among the assessor's first decisions, 1 for the first (0: later or unknown)
     new_assessor: bool = False  # the assessor's qualification was recorded recently
     disagreed: bool = False  # an IQA disagreed with this assessor this cycle
 

@@ -214,13 +214,9 @@ def population(session: Session, strategy: SamplingStrategy) -> Population:
         recorders: dict[uuid.UUID, set] = defaultdict(set)
         facts = {r[0]: ("sign-off", (), ()) for r in rows}
     else:
-        rows = session.exec(select(CriterionDecision.id, CriterionDecision.candidate_id, CriterionDecision.assessor_id,
-                                   User.name).join(User, User.id == CriterionDecision.assessor_id).where(
-            col(CriterionDecision.candidate_id).in_(cohort), col(CriterionDecision.current).is_(True),
-            CriterionDecision.decided_at >= start, CriterionDecision.decided_at < end)).all()
-        facts, recorders = _decision_facts(session, strategy, cohort)
+        rows, facts, recorders = _decision_facts(session, strategy, cohort)
     assessors = sorted({r[2] for r in rows})
-    ordinal = _ordinals(session, assessors) if strategy.kind == "interim" else {}
+    ordinal = _ordinals(session, assessors, strategy.new_assessor_decisions) if strategy.kind == "interim" else {}
     new = _new_assessors(session, assessors, strategy)
     disagreed = _disagreed(session, assessors, start, end)
     others = _other_iqas(session, cohort, strategy.iqa_id)
@@ -241,14 +237,18 @@ def population(session: Session, strategy: SamplingStrategy) -> Population:
                       {str(k): v for k, v in names.items()})
 
 
-def _decision_facts(session: Session, strategy: SamplingStrategy, cohort: list[uuid.UUID]) -> tuple[dict, dict]:
-    """Return each current decision's criterion, methods and sites, and who recorded its evidence, in one query."""
+def _decision_facts(session: Session, strategy: SamplingStrategy,
+                    cohort: list[uuid.UUID]) -> tuple[list[tuple], dict, dict]:
+    """Return the cycle's current decisions with their criterion, methods, sites and evidence recorders, in one query."""
     start, end = _cycle(strategy)
+    rows: list[tuple] = []
     facts: dict[uuid.UUID, tuple[str, set, set]] = {}
     recorders: dict[uuid.UUID, set] = defaultdict(set)
-    for did, code, method, setting, creator, author in session.exec(
-            select(CriterionDecision.id, Criterion.code, Evidence.method, EvidenceVersion.setting,
-                   Evidence.created_by_id, EvidenceVersion.author_id)
+    for did, cid, aid, name, code, method, setting, creator, author in session.exec(
+            select(CriterionDecision.id, CriterionDecision.candidate_id, CriterionDecision.assessor_id, User.name,
+                   Criterion.code, Evidence.method, EvidenceVersion.setting, Evidence.created_by_id,
+                   EvidenceVersion.author_id)
+            .join(User, User.id == CriterionDecision.assessor_id)
             .join(Criterion, Criterion.id == CriterionDecision.criterion_id)
             .outerjoin(DecisionEvidence, DecisionEvidence.decision_id == CriterionDecision.id)
             .outerjoin(Evidence, Evidence.id == DecisionEvidence.evidence_id)
@@ -256,27 +256,27 @@ def _decision_facts(session: Session, strategy: SamplingStrategy, cohort: list[u
                        & (EvidenceVersion.number == Evidence.current_version))
             .where(col(CriterionDecision.candidate_id).in_(cohort), col(CriterionDecision.current).is_(True),
                    CriterionDecision.decided_at >= start, CriterionDecision.decided_at < end)):
-        entry = facts.setdefault(did, (code, set(), set()))
+        entry = facts.get(did)
+        if entry is None:
+            entry = facts[did] = (code, set(), set())
+            rows.append((did, cid, aid, name))
         if method:
             entry[1].add(method)
         if setting:
             entry[2].add(setting)
         recorders[did] |= {r for r in (creator, author) if r}
-    return {k: (c, tuple(sorted(m)), tuple(sorted(s))) for k, (c, m, s) in facts.items()}, recorders
+    return rows, {k: (c, tuple(sorted(m)), tuple(sorted(s))) for k, (c, m, s) in facts.items()}, recorders
 
 
-def _ordinals(session: Session, assessors: list[uuid.UUID]) -> dict[uuid.UUID, int]:
-    """Number each assessor's decisions from their first (by time, then id)."""
-    if not assessors:
+def _ordinals(session: Session, assessors: list[uuid.UUID], first: int) -> dict[uuid.UUID, int]:
+    """Number each assessor's first decisions (by time, then id), in the database: later ones are not needed."""
+    if not assessors or first <= 0:
         return {}
-    seen: dict[uuid.UUID, int] = defaultdict(int)
-    result = {}
-    for did, aid in session.exec(select(CriterionDecision.id, CriterionDecision.assessor_id).where(
-            col(CriterionDecision.assessor_id).in_(assessors)).order_by(
-            CriterionDecision.assessor_id, CriterionDecision.decided_at, CriterionDecision.id)):
-        seen[aid] += 1
-        result[did] = seen[aid]
-    return result
+    ranked = select(CriterionDecision.id, func.row_number().over(
+        partition_by=CriterionDecision.assessor_id,
+        order_by=(CriterionDecision.decided_at, CriterionDecision.id)).label("n")).where(
+        col(CriterionDecision.assessor_id).in_(assessors)).subquery()
+    return dict(session.exec(select(ranked.c.id, ranked.c.n).where(ranked.c.n <= first)).all())
 
 
 def _new_assessors(session: Session, assessors: list[uuid.UUID], strategy: SamplingStrategy) -> set[uuid.UUID]:
