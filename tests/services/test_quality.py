@@ -162,3 +162,37 @@ def test_coverage_shows_sampled_and_unsampled(session, factory, centre):
     states = [matrix.cells[(str(centre["a"].id), "observation", c)] for c in matrix.criteria]
     assert states.count("sampled") == 1 and states.count("unsampled") == 19
     assert matrix.sites[str(centre["a"].id)] == {"long_term_care": "sampled"}
+
+
+def test_summative_strategy_samples_signed_off_units(session, factory, centre):
+    """A summative draw chooses from signed-off units, and reopened units are no longer offered."""
+    from tracker.services import assessment
+
+    assessment.sign_off(session, factory.actor(centre["a"]), centre["c"].id, "002", declaration_signed=True)
+    s = strategy(session, factory, centre["iqa"], kind="summative", base_rate=100)
+    sample = quality.draw(session, factory.actor(centre["iqa"]), s.id, 11)
+    items = session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)).all()
+    assert len(items) == 1 and items[0].signoff_id and items[0].decision_id is None
+    assert items[0].reason == "routine: 100% of decisions"
+    assessment.reopen(session, factory.actor(centre["iqa"]), centre["c"].id, "002", "IQA found a gap in 2.1")
+    assert quality.population(session, s).items == []
+
+
+def test_overdue_actions_seen_by_assessor_iqa_and_lead_only(session, factory, centre):
+    """An overdue action is listed for its assessor and IQA, and for the lead IQA; not for another IQA."""
+    s = strategy(session, factory, centre["iqa"], base_rate=100)
+    sample = quality.draw(session, factory.actor(centre["iqa"]), s.id, 9)
+    item = session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)).first()
+    quality.review(session, factory.actor(centre["iqa"]), item.id, "agree", "", "", "Add the person's words.",
+                   factory.today)
+    action = session.exec(select(IqaAction)).one()
+    action.due_on = factory.today - timedelta(days=3)
+    session.add(action)
+    lead = factory.user(Role.IQA, name="Lena Lead")
+    quality.set_lead(session, factory.as_admin, lead, True)
+    session.commit()
+    for who, sees in ((centre["a"], True), (centre["iqa"], True), (lead, True), (centre["other"], False)):
+        rows = quality.actions(session, who, open_only=True)
+        assert [r.overdue(factory.today) for r in rows] == ([True] if sees else []), who.name
+    with pytest.raises(NotPermitted):
+        quality.set_lead(session, factory.actor(centre["iqa"]), lead, False)

@@ -219,3 +219,21 @@ def test_coverage_page_statement_count_does_not_grow(client, session, factory, c
         factory.all_met(centre["a"], extra)
     session.commit()
     assert statements() == before
+
+
+def test_overdue_action_is_marked_for_the_assessor_and_the_iqa(client, session, centre, signed_in):
+    """An action past its date shows as overdue on the assessor's caseload and on the IQA's page."""
+    token = signed_in(centre["iqa"])
+    drawn(client, session, token)
+    item = session.exec(select(SampleItem)).first()
+    client.post(f"/quality/items/{item.id}", data={"verdict": "agree", "action": "Add the person's words.",
+                                                    "due_on": date.today().isoformat(), "csrf_token": token})
+    action = session.exec(select(IqaAction)).one()
+    action.due_on = date.today() - timedelta(days=2)
+    session.add(action)
+    session.commit()
+    assert "Overdue" in client.get("/quality/").get_data(as_text=True)
+    client.post("/auth/logout", data={"csrf_token": token})
+    signed_in(centre["a"])
+    page = client.get("/caseload/").get_data(as_text=True)
+    assert "Add the person&#39;s words." in page and "overdue" in page
