@@ -237,3 +237,32 @@ def test_overdue_action_is_marked_for_the_assessor_and_the_iqa(client, session, 
     signed_in(centre["a"])
     page = client.get("/caseload/").get_data(as_text=True)
     assert "Add the person&#39;s words." in page and "overdue" in page
+
+
+def test_caseload_statement_count_does_not_grow_with_actions(client, session, factory, centre, signed_in, app):
+    """The assessor's caseload runs the same number of SQL statements with one IQA action as with three."""
+    s = quality.create_strategy(session, factory.actor(centre["iqa"]), strategy_form())
+    sample = quality.draw(session, factory.actor(centre["iqa"]), s.id, 3)
+    items = session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)
+                         .order_by(SampleItem.decision_id)).all()
+    review = lambda item: quality.review(session, factory.actor(centre["iqa"]), item.id, "agree", "", "",  # noqa: E731
+                                         "Add the person's words.", date.today() + timedelta(days=3))
+    review(items[0])
+    session.commit()
+    signed_in(centre["a"])
+
+    def statements() -> int:
+        seen = []
+        listener = lambda *args: seen.append(1)  # noqa: E731
+        event.listen(app.extensions["engine"], "before_cursor_execute", listener)
+        try:
+            assert "IQA actions due" in client.get("/caseload/").get_data(as_text=True)
+        finally:
+            event.remove(app.extensions["engine"], "before_cursor_execute", listener)
+        return len(seen)
+
+    before = statements()
+    review(items[1])
+    review(items[2])
+    session.commit()
+    assert statements() == before
