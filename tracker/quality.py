@@ -204,7 +204,7 @@ def respond(action_id: str):  # noqa: ANN201
         flash("Your answer is recorded; the IQA will close the action.", "success")
     except Refusal as refusal:
         session.rollback()
-        if refusal.kind != "invalid":
+        if refusal.kind in ("forbidden", "not_found"):
             raise
         form = form_from(request.form, "response", "reopen").refuse(refusal)
         return render_template("quality/actions.html", rows=quality.actions(session, me()), today=date.today(),
@@ -224,7 +224,7 @@ def close(action_id: str):  # noqa: ANN201
         flash("Action closed.", "success")
     except Refusal as refusal:
         session.rollback()
-        if refusal.kind != "invalid":
+        if refusal.kind in ("forbidden", "not_found"):
             raise
         flash(refusal.message, "error")
         return render_template("quality/actions.html", rows=quality.actions(session, me()), today=date.today(),

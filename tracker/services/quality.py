@@ -471,9 +471,7 @@ def review(session: Session, actor: Actor, item_id: object, verdict: str, reason
     due = _date({"due_on": due_on}, "due_on", "date the action is due") if action else None
     if due is not None and due < actor.today:
         raise InvalidInput("The action must be due today or later.", field="due_on")
-    row = iqa_review(session, actor, item.decision_id, verdict, reasons)
-    row.practice_feedback = (practice_feedback or "").strip()[:5000]
-    session.add(row)
+    row = iqa_review(session, actor, item.decision_id, verdict, reasons, practice_feedback)
     item.review_id = row.id
     session.add(item)
     if action:
