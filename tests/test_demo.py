@@ -310,3 +310,17 @@ def test_evidence_is_dated_between_registration_and_today(backend, session, cent
         candidate = session.get(Candidate, item.candidate_id)
         assert candidate.registration_date <= version.activity_date <= TODAY
         assert 2 <= len(re.findall(r"[.!?](?:\s|$)", version.narrative)) <= 5, version.title
+
+
+def test_demo_iqa_has_a_sample_with_a_disagreement_and_an_open_action(backend, session, centre):
+    """Daniel's strategy has a drawn sample, one disagreement, an open action for Helen; Margaret is lead IQA."""
+    from tracker.models import IqaAction, IqaReview, SampleItem, SamplingStrategy
+    from tracker.services import quality
+
+    daniel, helen = _user(session, "daniel"), _user(session, "helen")
+    strategy = session.exec(select(SamplingStrategy).where(SamplingStrategy.iqa_id == daniel.id)).one()
+    assert session.exec(select(SampleItem)).all()
+    assert [r.verdict for r in session.exec(select(IqaReview)) if r.verdict == "disagree"] == ["disagree"]
+    assert [(a.assessor_id, a.status) for a in session.exec(select(IqaAction))] == [(helen.id, "open")]
+    assert quality.is_lead(session, _user(session, "margaret").id)
+    assert quality.population(session, strategy).items

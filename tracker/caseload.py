@@ -16,9 +16,10 @@ bp = Blueprint("caseload", __name__, url_prefix="/caseload")
 @login_required
 def index():  # noqa: ANN201
     """List the person's candidates with progress, evidence waiting for a decision, and referrals."""
-    session, user = get_session(), me()
-    # Any audited change in the centre may move a caseload's counts; until then the rows stand (for today).
-    rows, total = current_app.extensions["read_cache"].get(
-        ("caseload", user.id, date.today()), readcache.centre_stamp(session),
-        lambda: portfolio.caseload(session, user))
-    return render_template("caseload/index.html", rows=rows, total=total)
+    session, user, today = get_session(), me(), date.today()
+    # Any audited change in the centre may move a caseload's counts; until then the page's data stands (for today,
+    # since actions fall overdue by the calendar alone).
+    rows, total, actions = current_app.extensions["read_cache"].get(
+        ("caseload", user.id, today), readcache.centre_stamp(session),
+        lambda: (*portfolio.caseload(session, user), portfolio.actions_due(session, user)))
+    return render_template("caseload/index.html", rows=rows, total=total, actions=actions, today=today)

@@ -15,8 +15,8 @@ from sqlmodel import Session, col, select
 
 from .audit import SYSTEM, Actor
 from .errors import InvalidInput
-from .models import Candidate, Evidence, Role, User
-from .services import assessment, evidence, people
+from .models import Candidate, Evidence, Role, SampleItem, User
+from .services import assessment, evidence, people, quality
 from .storage import LocalStorage, store
 
 DEMO_PASSWORD = "person-centred-demo"
@@ -79,6 +79,7 @@ COMPETENCE = {
     "priya": ("knowledgeable", "Health and social care policy",
               "Teaches the principles of personalisation; has not worked in front-line care for over ten years."),
 }
+DEMO_SEED = 3002  # the demo sample's seed: an EQA can redraw it and get the same items
 IQA_QUALIFICATIONS = {"daniel": "C_G_6317_AWARD", "margaret": "C_G_6317_CERTIFICATE"}
 EXPERT_WITNESS = {
     "user": "joanne",
@@ -524,6 +525,7 @@ def load_demo(session: Session, storage: LocalStorage, today: date) -> DemoCentr
             _record(build, spec, candidate, piece)
         _judge(build, spec, candidate)
     _finish(build, next(s for s in CANDIDATES if s.stage == "f"))
+    _quality(build)
     return logins(session)
 
 
@@ -654,6 +656,27 @@ def _finish(build: _Build, spec: CandidateSpec) -> None:
     assessment.record_assignment_result(
         build.session, build.actor(UNIT_001_MARKER), candidate.id, "001", "pass",
         "Assignment marked against the City & Guilds marking guidance: every task achieved.")
+
+
+def _quality(build: _Build) -> None:
+    """Give Daniel (IQA) an interim strategy and a drawn sample with one disagreement and an open action;
+    Margaret is the lead IQA."""
+    quality.set_lead(build.session, build.actor("admin"), build.users["margaret"], True)
+    daniel = build.actor("daniel")
+    strategy = quality.create_strategy(build.session, daniel, {
+        "name": "Interim sampling, this quarter", "kind": "interim", "cycle_start": build.ago(90),
+        "cycle_end": build.today + timedelta(days=90), "base_rate": 20, "new_assessor_decisions": 0})
+    sample = quality.draw(build.session, daniel, strategy.id, DEMO_SEED)
+    items = build.session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)
+                               .order_by(SampleItem.decision_id)).all()
+    quality.review(build.session, daniel, items[0].id, "disagree",
+                   "The observation record describes the tasks done but not how the person led the conversation; "
+                   "the judgement needs the person's own words.",
+                   "Feedback to the candidate was encouraging but did not say what to do next.",
+                   "Add to the decision note what the person said and decided, or re-observe this criterion.",
+                   build.today + timedelta(days=14))
+    for item in items[1:2]:
+        quality.review(build.session, daniel, item.id, "agree", "Clear, well-mapped evidence.")
 
 
 # --- Files -----------------------------------------------------------------------------------------

@@ -24,7 +24,9 @@ from tracker.models import (
     Evidence,
     EvidenceReview,
     EvidenceVersion,
+    IqaAction,
     Role,
+    SampleItem,
     Signature,
     Status,
     UnitSignOff,
@@ -265,6 +267,76 @@ ADMIN_ROUTES = [
                lambda ctr: {}),
 ]
 
+def quality_setup(centre: Centre, factory, session, answered: bool = False) -> None:
+    """Give A's decisions on C, the IQA's strategy, a drawn sample, an action for A and a decision drawn after."""
+    from tracker.services import assessment, quality
+
+    a, iqa = centre.people["assessor_a"], centre.people["iqa"]
+    item = factory.accepted(a, centre.c, "observation", criteria=[{"code": "1.1", "note": "Seen"},
+                                                                   {"code": "1.2", "note": "Seen"},
+                                                                   {"code": "1.3", "note": "Seen"}])
+    for code in ("1.1", "1.2"):
+        assessment.decide(session, factory.actor(a), centre.c.id, "002", code, "met", [item.id])
+    strategy = quality.create_strategy(session, factory.actor(iqa), {
+        "name": "Interim", "kind": "interim", "cycle_start": date.today() - timedelta(days=30),
+        "cycle_end": date.today() + timedelta(days=30), "base_rate": 100})
+    sample = quality.draw(session, factory.actor(iqa), strategy.id, 1)
+    first, second = session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)
+                                 .order_by(SampleItem.decision_id)).all()
+    quality.review(session, factory.actor(iqa), second.id, "disagree", "The record does not show 1.2.", "",
+                   "Re-observe 1.2", date.today() + timedelta(days=7))
+    later = assessment.decide(session, factory.actor(a), centre.c.id, "002", "1.3", "met", [item.id])
+    action = session.exec(select(IqaAction)).one()
+    if answered:
+        quality.respond(session, factory.actor(a), action.id, "Observed again on Friday.")
+    session.commit()
+    centre.extra |= {"strategy": strategy.id, "sample": sample.id, "item": first.id, "action": action.id,
+                     "later": later.id}
+
+
+def _q(key: str) -> Callable[[Centre], str]:
+    return lambda ctr: str(ctr.extra.get(key, NOBODY_ID))
+
+
+NOBODY_ID = "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f"  # a well-formed id that names no record
+QA = {"iqa": 200, "eqa": 200}  # the IQA and an EQA read; everyone else is refused
+IQA_WRITE = expect(403, iqa=303)
+QUALITY_ROUTES = [
+    Route("quality.index", "GET", lambda ctr: "/quality/", expect(403, **QA)),
+    Route("quality.new_strategy", "GET", lambda ctr: "/quality/strategies/new", expect(403, iqa=200)),
+    Route("quality.new_strategy", "POST", lambda ctr: "/quality/strategies/new", IQA_WRITE,
+          lambda ctr, role: {"name": "Spring interim", "kind": "interim", "cycle_start": today(),
+                             "cycle_end": today(), "base_rate": "20", "new_assessor_rate": "100",
+                             "new_assessor_decisions": "10", "new_assessor_months": "12",
+                             "disagreement_rate": "50", "new_site_rate": "50"}, "AuditEntry"),
+    Route("quality.strategy", "GET", lambda ctr: f"/quality/strategies/{_q('strategy')(ctr)}", expect(403, **QA),
+          prepare=quality_setup),
+    Route("quality.draw", "POST", lambda ctr: f"/quality/strategies/{_q('strategy')(ctr)}/draw", IQA_WRITE,
+          lambda ctr, role: {"seed": "7"}, "AuditEntry", prepare=quality_setup),
+    Route("quality.coverage", "GET", lambda ctr: f"/quality/strategies/{_q('strategy')(ctr)}/coverage",
+          expect(403, **QA), prepare=quality_setup),
+    Route("quality.sample", "GET", lambda ctr: f"/quality/samples/{_q('sample')(ctr)}", expect(403, **QA),
+          prepare=quality_setup),
+    Route("quality.add_item", "POST", lambda ctr: f"/quality/samples/{_q('sample')(ctr)}/items", IQA_WRITE,
+          lambda ctr, role: {"decision": str(ctr.extra.get("later", NOBODY_ID)), "reason": "Concern raised by the employer"},
+          "AuditEntry", prepare=quality_setup),
+    Route("quality.item", "GET", lambda ctr: f"/quality/items/{_q('item')(ctr)}", expect(403, **QA),
+          prepare=quality_setup),
+    Route("quality.item", "POST", lambda ctr: f"/quality/items/{_q('item')(ctr)}", IQA_WRITE,
+          lambda ctr, role: {"verdict": "agree", "reasons": ""}, "AuditEntry", prepare=quality_setup),
+    Route("quality.actions", "GET", lambda ctr: "/quality/actions", expect(200), prepare=quality_setup),
+    Route("quality.respond", "POST", lambda ctr: f"/quality/actions/{_q('action')(ctr)}/respond",
+          expect(403, assessor_a=303, assessor_b=404),
+          lambda ctr, role: {"response": "Observed again on Friday."}, "AuditEntry", prepare=quality_setup),
+    Route("quality.close", "POST", lambda ctr: f"/quality/actions/{_q('action')(ctr)}/close", IQA_WRITE,
+          lambda ctr, role: {}, "AuditEntry",
+          prepare=lambda ctr, factory, session: quality_setup(ctr, factory, session, answered=True)),
+    Route("quality.report", "GET", lambda ctr: f"/quality/reports/{ctr.people['iqa'].id}", expect(403, **QA),
+          prepare=quality_setup),
+    Route("quality.report_pdf", "GET", lambda ctr: f"/quality/reports/{ctr.people['iqa'].id}.pdf",
+          expect(403, **QA), prepare=quality_setup),
+]
+
 ROUTES = [
     Route("auth.login", "GET", lambda ctr: "/auth/login", expect(200, signed_out=200)),
     Route("auth.login", "POST", lambda ctr: "/auth/login", expect(302, signed_out=401),
@@ -305,6 +377,7 @@ ROUTES = [
           lambda ctr, role: {"declaration": "yes"}, "UnitSignOff", prepare=all_met),
     Route("files.download", "GET", lambda ctr: f"/files/{ctr.photo_sha}/{ctr.photo_name}", when(**WHOLE, **ALONE)),
     *ADMIN_ROUTES,
+    *QUALITY_ROUTES,
 ]
 CASES = [pytest.param(route, role, id=f"{route.id}-{role}") for route in ROUTES for role in ROLES]
 

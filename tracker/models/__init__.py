@@ -46,3 +46,8 @@ __all__ = [
 from .sync import Device, SyncReceipt  # noqa: E402
 
 __all__ += ["Device", "SyncReceipt"]
+
+# Internal quality assurance sampling.
+from .quality import IqaAction, Sample, SampleItem, SamplingStrategy  # noqa: E402
+
+__all__ += ["IqaAction", "Sample", "SampleItem", "SamplingStrategy"]

@@ -64,4 +64,5 @@ class IqaReview(SQLModel, table=True):
     decision_id: uuid.UUID = Field(foreign_key="criteriondecision.id", index=True)
     verdict: str = Field(max_length=20)  # "agree" or "disagree"
     reasons: str = Field(default="", sa_type=Text)
+    practice_feedback: str = Field(default="", sa_type=Text)  # interim: on the assessor's planning and feedback
     created_at: datetime = Field(default_factory=utcnow)

@@ -48,6 +48,7 @@ class RoleGrant(SQLModel, table=True):
     role: str = Field(primary_key=True, max_length=20)
     granted_at: datetime = Field(default_factory=utcnow)
     granted_by_id: uuid.UUID | None = Field(default=None, foreign_key="user_account.id")
+    lead: bool = False  # on an IQA grant: the lead IQA, who sees every IQA's overdue actions
     user: User = Relationship(back_populates="roles", sa_relationship_kwargs={"foreign_keys": "RoleGrant.user_id"})
 
 

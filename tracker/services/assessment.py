@@ -303,8 +303,10 @@ def record_assignment_result(session: Session, actor: Actor, candidate_id: uuid.
 # --- Internal quality assurance ---------------------------------------------------------------------
 
 
-def iqa_review(session: Session, actor: Actor, decision_id: uuid.UUID | str, verdict: str, reasons: str) -> IqaReview:
-    """Record an IQA's agreement or disagreement with a decision they had no part in."""
+def iqa_review(session: Session, actor: Actor, decision_id: uuid.UUID | str, verdict: str, reasons: str,
+               practice_feedback: str = "") -> IqaReview:
+    """Record an IQA's agreement or disagreement with a decision they had no part in, and any feedback on the
+    assessor's planning and feedback."""
     people.require_role(actor, Role.IQA)
     try:
         decision = session.get(CriterionDecision, uuid.UUID(str(decision_id)))
@@ -320,8 +322,13 @@ def iqa_review(session: Session, actor: Actor, decision_id: uuid.UUID | str, ver
     reasons = (reasons or "").strip()
     if verdict == "disagree" and len(reasons) < 10:
         raise InvalidInput("Give the reasons for disagreeing, so the assessor can act on them.", field="reasons")
-    row = IqaReview(iqa_id=actor.id, decision_id=decision.id, verdict=verdict, reasons=reasons)
+    practice_feedback = (practice_feedback or "").strip()
+    if len(practice_feedback) > 5000:
+        raise InvalidInput("Keep the feedback under 5000 characters.", field="practice_feedback")
+    row = IqaReview(iqa_id=actor.id, decision_id=decision.id, verdict=verdict, reasons=reasons,
+                    practice_feedback=practice_feedback)
     session.add(row)
     session.flush()
-    record(session, actor, "iqa.reviewed", row, decision=str(decision.id), verdict=verdict)
+    record(session, actor, "iqa.reviewed", row, candidate=str(decision.candidate_id), decision=str(decision.id),
+           verdict=verdict, reasons=reasons, practice_feedback=practice_feedback)
     return row

@@ -1,0 +1,268 @@
+"""The IQA pages as people use them: strategy, draw, review, action loop, coverage, report; bad input refused."""
+import re
+from datetime import date, timedelta
+
+import pytest
+from sqlalchemy import event, func
+from sqlmodel import select
+
+from support.web import form_token
+from tracker.models import (
+    AuditEntry,
+    CriterionDecision,
+    IqaAction,
+    IqaReview,
+    Role,
+    Sample,
+    SampleItem,
+    SamplingStrategy,
+)
+from tracker.services import quality
+
+NOBODY = "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f"
+
+
+@pytest.fixture
+def centre(backend, app, session, factory):
+    """Ida is IQA of Cara, whose assessor Ann judged all 20 criteria; Olu is another IQA; Ezra is an EQA."""
+    iqa = factory.user(Role.IQA, name="Ida Iqa")
+    other = factory.user(Role.IQA, name="Olu Other")
+    eqa = factory.user(Role.EQA, name="Ezra External")
+    a = factory.assessor(name="Ann Assessor")
+    c = factory.candidate(name="Cara Candidate", assessors=(a,), iqas=(iqa,))
+    factory.all_met(a, c)
+    session.commit()
+    return {"iqa": iqa, "other": other, "eqa": eqa, "a": a, "c": c}
+
+
+@pytest.fixture
+def signed_in(client, sign_in):
+    """Sign a person in and return a CSRF token for their forms."""
+    def do(user) -> str:
+        assert sign_in(user).status_code == 302
+        return form_token(client.get("/").get_data(as_text=True))
+    return do
+
+
+def strategy_form(**change) -> dict:
+    """A valid strategy form."""
+    today = date.today()
+    return {"name": "Autumn interim", "kind": "interim", "cycle_start": (today - timedelta(days=30)).isoformat(),
+            "cycle_end": (today + timedelta(days=30)).isoformat(), "base_rate": "100", "new_assessor_rate": "100",
+            "new_assessor_decisions": "10", "new_assessor_months": "12", "disagreement_rate": "50",
+            "new_site_rate": "50", "new_sites": ""} | change
+
+
+def count(session, model) -> int:
+    session.commit()
+    return session.exec(select(func.count()).select_from(model)).one()
+
+
+def drawn(client, session, token) -> Sample:
+    """Make a strategy and draw a sample through the pages."""
+    response = client.post("/quality/strategies/new", data=strategy_form() | {"csrf_token": token})
+    assert response.status_code == 303
+    strategy_id = response.headers["Location"].rsplit("/", 1)[1]
+    response = client.post(f"/quality/strategies/{strategy_id}/draw", data={"seed": "42", "csrf_token": token})
+    assert response.status_code == 303
+    session.commit()
+    return session.exec(select(Sample)).one()
+
+
+def test_iqa_draws_reviews_and_the_action_goes_round(client, session, centre, signed_in):
+    """Draw a sample, disagree with reasons and an action; Ann sees it on her caseload, answers; Ida closes it."""
+    token = signed_in(centre["iqa"])
+    sample = drawn(client, session, token)
+    page = client.get(f"/quality/samples/{sample.id}").get_data(as_text=True)
+    assert "routine: 100% of decisions" in page and "Cara Candidate" in page
+    item = session.exec(select(SampleItem).order_by(SampleItem.decision_id)).first()
+    detail = client.get(f"/quality/items/{item.id}").get_data(as_text=True)
+    assert "Ann Assessor" in detail and "Evidence the decision rests on" in detail
+    due = (date.today() + timedelta(days=7)).isoformat()
+    response = client.post(f"/quality/items/{item.id}", data={
+        "verdict": "disagree", "reasons": "The record does not show the person leading.", "practice_feedback":
+        "Plan observations with the person.", "action": "Re-observe and record the person's words.", "due_on": due,
+        "csrf_token": token})
+    assert response.status_code == 303
+    assert session.exec(select(IqaReview.verdict)).all() == ["disagree"]
+    client.post("/auth/logout", data={"csrf_token": token})
+    token = signed_in(centre["a"])
+    caseload = client.get("/caseload/").get_data(as_text=True)
+    assert "IQA actions due" in caseload and "Re-observe and record the person" in caseload
+    action = session.exec(select(IqaAction)).one()
+    response = client.post(f"/quality/actions/{action.id}/respond", data={
+        "response": "Observed again on Friday; record updated.", "reopen": "yes", "csrf_token": token})
+    assert response.status_code == 303
+    session.commit()
+    assert session.get(CriterionDecision, item.decision_id).current is False
+    client.post("/auth/logout", data={"csrf_token": token})
+    token = signed_in(centre["iqa"])
+    assert client.post(f"/quality/actions/{action.id}/close", data={"csrf_token": token}).status_code == 303
+    session.commit()
+    session.refresh(action)
+    assert action.status == "closed"
+    report = client.get(f"/quality/reports/{centre['iqa'].id}").get_data(as_text=True)
+    assert "Ann Assessor" in report
+    pdf = client.get(f"/quality/reports/{centre['iqa'].id}.pdf")
+    assert pdf.status_code == 200 and pdf.data.startswith(b"%PDF")
+    trail = [e.action for e in session.exec(select(AuditEntry).order_by(AuditEntry.seq))]
+    assert trail[-7:] == ["iqa.strategy_created", "iqa.sample_drawn", "iqa.reviewed", "iqa.action_raised",
+                          "decision.reopened", "iqa.action_answered", "iqa.action_closed"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"base_rate": "150"}, "must be between 0 and 100"),
+    ({"new_site_rate": "-5"}, "must be between 0 and 100"),
+    ({"disagreement_rate": "half"}, "as a whole number"),
+    ({"kind": "daily"}, "Choose interim or summative"),
+    ({"cycle_start": "yesterday"}, "as a date"),
+    ({"cohort": NOBODY}, "Choose candidates you are the IQA for"),
+    ({"name": ""}, "Give the strategy a name"),
+])
+def test_bad_strategy_form_is_a_clear_error(client, session, centre, signed_in, change, message):
+    """Each bad field is named on the form with a 422, and nothing is saved."""
+    token = signed_in(centre["iqa"])
+    response = client.post("/quality/strategies/new", data=strategy_form(**change) | {"csrf_token": token})
+    assert response.status_code == 422 and message in response.get_data(as_text=True)
+    assert count(session, SamplingStrategy) == 0
+
+
+def test_bad_draw_review_and_item_input(client, session, centre, signed_in):
+    """Bad seeds, forged ids and missing reasons are refused with a message; nothing is half-written."""
+    token = signed_in(centre["iqa"])
+    sample = drawn(client, session, token)
+    strategy_id = sample.strategy_id
+    response = client.post(f"/quality/strategies/{strategy_id}/draw", data={"seed": "seven", "csrf_token": token})
+    assert response.status_code == 422 and "whole number" in response.get_data(as_text=True)
+    assert client.post(f"/quality/strategies/{NOBODY}/draw", data={"seed": "1", "csrf_token": token}).status_code \
+        == 404
+    assert client.get("/quality/items/not-an-id").status_code == 404
+    item = session.exec(select(SampleItem)).first()
+    response = client.post(f"/quality/items/{item.id}", data={"verdict": "disagree", "reasons": "", "csrf_token":
+                                                               token})
+    assert response.status_code == 422 and "reasons for disagreeing" in response.get_data(as_text=True)
+    response = client.post(f"/quality/items/{item.id}", data={"verdict": "agree", "action": "Do this",
+                                                               "due_on": "soon", "csrf_token": token})
+    assert response.status_code == 422 and "as a date" in response.get_data(as_text=True)
+    response = client.post(f"/quality/items/{item.id}", data={"verdict": "maybe", "csrf_token": token})
+    assert response.status_code == 422
+    response = client.post(f"/quality/samples/{sample.id}/items", data={
+        "decision": NOBODY, "reason": "Concern raised", "csrf_token": token})
+    assert response.status_code == 422 and "cohort" in response.get_data(as_text=True)
+    assert count(session, IqaReview) == 0 and count(session, IqaAction) == 0
+
+
+def test_another_iqa_cannot_see_or_change_the_sample(client, session, centre, signed_in, sign_in):
+    """Olu gets 'not found' for Ida's strategy, sample and items, and cannot review them."""
+    token = signed_in(centre["iqa"])
+    sample = drawn(client, session, token)
+    item = session.exec(select(SampleItem)).first()
+    client.post("/auth/logout", data={"csrf_token": token})
+    token = signed_in(centre["other"])
+    assert client.get(f"/quality/strategies/{sample.strategy_id}").status_code == 404
+    assert client.get(f"/quality/samples/{sample.id}").status_code == 404
+    assert client.post(f"/quality/items/{item.id}", data={"verdict": "agree", "csrf_token": token}).status_code \
+        == 404
+    assert count(session, IqaReview) == 0
+
+
+def test_eqa_reads_every_page_with_no_write_controls(client, session, centre, signed_in):
+    """An EQA opens the plan, sample, item, coverage and report read-only; their posts are refused."""
+    token = signed_in(centre["iqa"])
+    sample = drawn(client, session, token)
+    item = session.exec(select(SampleItem)).first()
+    client.post("/auth/logout", data={"csrf_token": token})
+    token = signed_in(centre["eqa"])
+    for path in ("/quality/", f"/quality/strategies/{sample.strategy_id}", f"/quality/samples/{sample.id}",
+                 f"/quality/items/{item.id}", f"/quality/strategies/{sample.strategy_id}/coverage",
+                 f"/quality/reports/{centre['iqa'].id}"):
+        response = client.get(path)
+        page = response.get_data(as_text=True)
+        assert response.status_code == 200, path
+        assert not re.search(r'<form method="post"(?! action="/auth/logout")', page), path
+    assert client.post(f"/quality/strategies/{sample.strategy_id}/draw",
+                       data={"seed": "1", "csrf_token": token}).status_code == 403
+
+
+def test_plan_lists_exclusions_and_who_else_can_sample(client, session, factory, centre, signed_in):
+    """A dual-role IQA's plan lists their own decisions as excluded, naming the independent IQA."""
+    dual = factory.assessor(name="Dee Dual", extra_roles=(Role.IQA,))
+    d = factory.candidate(name="Dan Candidate", assessors=(dual,), iqas=(dual, centre["other"]))
+    factory.all_met(dual, d)
+    strategy = quality.create_strategy(session, factory.actor(dual), strategy_form())
+    session.commit()
+    signed_in(dual)
+    page = client.get(f"/quality/strategies/{strategy.id}").get_data(as_text=True)
+    assert "they made this decision" in page and "Olu Other" in page
+    assert "0 items" in page
+
+
+def test_coverage_page_statement_count_does_not_grow(client, session, factory, centre, signed_in, app):
+    """The coverage matrix costs the same number of SQL statements for one candidate as for three."""
+    token = signed_in(centre["iqa"])
+    sample = drawn(client, session, token)
+
+    def statements() -> int:
+        seen = []
+        engine = app.extensions["engine"]
+        listener = lambda *args: seen.append(1)  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            assert client.get(f"/quality/strategies/{sample.strategy_id}/coverage").status_code == 200
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return len(seen)
+
+    before = statements()
+    for n in range(2):
+        extra = factory.candidate(name=f"Extra {n}", assessors=(centre["a"],), iqas=(centre["iqa"],))
+        factory.all_met(centre["a"], extra)
+    session.commit()
+    assert statements() == before
+
+
+def test_overdue_action_is_marked_for_the_assessor_and_the_iqa(client, session, centre, signed_in):
+    """An action past its date shows as overdue on the assessor's caseload and on the IQA's page."""
+    token = signed_in(centre["iqa"])
+    drawn(client, session, token)
+    item = session.exec(select(SampleItem)).first()
+    client.post(f"/quality/items/{item.id}", data={"verdict": "agree", "action": "Add the person's words.",
+                                                    "due_on": date.today().isoformat(), "csrf_token": token})
+    action = session.exec(select(IqaAction)).one()
+    action.due_on = date.today() - timedelta(days=2)
+    session.add(action)
+    session.commit()
+    assert "Overdue" in client.get("/quality/").get_data(as_text=True)
+    client.post("/auth/logout", data={"csrf_token": token})
+    signed_in(centre["a"])
+    page = client.get("/caseload/").get_data(as_text=True)
+    assert "Add the person&#39;s words." in page and "overdue" in page
+
+
+def test_caseload_statement_count_does_not_grow_with_actions(client, session, factory, centre, signed_in, app):
+    """The assessor's caseload runs the same number of SQL statements with one IQA action as with three."""
+    s = quality.create_strategy(session, factory.actor(centre["iqa"]), strategy_form())
+    sample = quality.draw(session, factory.actor(centre["iqa"]), s.id, 3)
+    items = session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)
+                         .order_by(SampleItem.decision_id)).all()
+    review = lambda item: quality.review(session, factory.actor(centre["iqa"]), item.id, "agree", "", "",  # noqa: E731
+                                         "Add the person's words.", date.today() + timedelta(days=3))
+    review(items[0])
+    session.commit()
+    signed_in(centre["a"])
+
+    def statements() -> int:
+        seen = []
+        listener = lambda *args: seen.append(1)  # noqa: E731
+        event.listen(app.extensions["engine"], "before_cursor_execute", listener)
+        try:
+            assert "IQA actions due" in client.get("/caseload/").get_data(as_text=True)
+        finally:
+            event.remove(app.extensions["engine"], "before_cursor_execute", listener)
+        return len(seen)
+
+    before = statements()
+    review(items[1])
+    review(items[2])
+    session.commit()
+    assert statements() == before

@@ -1,0 +1,760 @@
+"""Internal quality assurance: strategies, seeded samples, the independence guard, reviews, actions, coverage."""
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from .. import rules, sampling
+from ..audit import Actor, record
+from ..errors import InvalidInput, NotFound
+from ..models import (
+    AssessorQualification,
+    Candidate,
+    CandidateAssignment,
+    Criterion,
+    CriterionDecision,
+    DecisionEvidence,
+    Evidence,
+    EvidenceVersion,
+    IqaAction,
+    IqaReview,
+    Role,
+    RoleGrant,
+    Sample,
+    SampleItem,
+    SamplingStrategy,
+    UnitSignOff,
+    User,
+    utcnow,
+)
+from . import people
+from .assessment import iqa_review
+from .evidence import locked_on
+
+KINDS = ("interim", "summative")
+RATES = ("base_rate", "new_assessor_rate", "disagreement_rate", "new_site_rate")
+COUNTS = ("new_assessor_decisions", "new_assessor_months")
+DEFAULTS = {"base_rate": 10, "new_assessor_rate": 100, "new_assessor_decisions": 10, "new_assessor_months": 12,
+            "disagreement_rate": 50, "new_site_rate": 50}
+
+
+def _uuid(value: object, what: str) -> uuid.UUID:
+    try:
+        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+    except ValueError:
+        raise NotFound(what) from None
+
+
+def _int(data: dict, name: str, low: int, high: int, words: str) -> int:
+    raw = data.get(name, DEFAULTS.get(name))
+    try:
+        value = int(str(raw).strip())
+    except (TypeError, ValueError):
+        raise InvalidInput(f"Give the {words} as a whole number.", field=name) from None
+    if not low <= value <= high:
+        raise InvalidInput(f"The {words} must be between {low} and {high}.", field=name)
+    return value
+
+
+def _date(data: dict, name: str, words: str) -> date:
+    raw = data.get(name)
+    if isinstance(raw, date):
+        return raw
+    try:
+        return date.fromisoformat(str(raw or "").strip())
+    except ValueError:
+        raise InvalidInput(f"Give the {words} as a date.", field=name) from None
+
+
+# --- Cohorts and strategies -------------------------------------------------------------------------------
+
+
+def is_lead(session: Session, user_id: uuid.UUID | None) -> bool:
+    """Say whether a person holds the IQA role as the centre's lead IQA."""
+    return user_id is not None and bool(session.exec(select(RoleGrant.lead).where(
+        RoleGrant.user_id == user_id, RoleGrant.role == Role.IQA)).first())
+
+
+def set_lead(session: Session, actor: Actor, user: User, lead: bool) -> None:
+    """Make an IQA the lead IQA, or not (an administrator's decision)."""
+    people.require_role(actor, Role.ADMINISTRATOR)
+    grant = session.get(RoleGrant, (user.id, Role.IQA.value))
+    if grant is None:
+        raise InvalidInput(f"{user.name} does not hold the IQA role.", field="lead")
+    grant.lead = lead
+    session.add(grant)
+    record(session, actor, "iqa.lead_set", user, lead=lead)
+
+
+def my_candidates(session: Session, iqa_id: uuid.UUID) -> list[tuple[uuid.UUID, str]]:
+    """Return the candidates an IQA is attached to, by name."""
+    return list(session.exec(select(Candidate.id, User.name).join(User, User.id == Candidate.user_id).join(
+        CandidateAssignment, CandidateAssignment.candidate_id == Candidate.id).where(
+        CandidateAssignment.user_id == iqa_id, CandidateAssignment.role == Role.IQA,
+        col(CandidateAssignment.ended_on).is_(None)).order_by(User.name, Candidate.id)))
+
+
+def create_strategy(session: Session, actor: Actor, data: dict) -> SamplingStrategy:
+    """Record an IQA's sampling strategy for a cohort of their candidates, with its risk rates."""
+    people.require_role(actor, Role.IQA)
+    name = str(data.get("name") or "").strip()
+    if not 1 <= len(name) <= 200:
+        raise InvalidInput("Give the strategy a name of up to 200 characters.", field="name")
+    kind = str(data.get("kind") or "")
+    if kind not in KINDS:
+        raise InvalidInput("Choose interim or summative sampling.", field="kind")
+    start, end = _date(data, "cycle_start", "cycle start"), _date(data, "cycle_end", "cycle end")
+    if end < start:
+        raise InvalidInput("The cycle must end on or after the day it starts.", field="cycle_end")
+    values = {n: _int(data, n, 0, 100, n.replace("_", " ").replace("rate", "rate (percent)")) for n in RATES}
+    values["new_assessor_decisions"] = _int(data, "new_assessor_decisions", 0, 1000, "number of first decisions")
+    values["new_assessor_months"] = _int(data, "new_assessor_months", 0, 120, "months an assessor counts as new")
+    mine = {cid for cid, _ in my_candidates(session, actor.id)} if actor.id else set()
+    cohort = data.get("cohort") or []
+    cohort = cohort.split() if isinstance(cohort, str) else list(cohort)
+    try:
+        chosen = sorted({uuid.UUID(str(c)) for c in cohort})
+    except ValueError:
+        raise InvalidInput("A candidate in the cohort is not valid.", field="cohort") from None
+    if actor.id and not set(chosen) <= mine:
+        raise InvalidInput("Choose candidates you are the IQA for.", field="cohort")
+    sites = sorted({s.strip() for s in str(data.get("new_sites") or "").replace(",", " ").split() if s.strip()})
+    row = SamplingStrategy(iqa_id=actor.id, name=name, kind=kind, cohort=" ".join(map(str, chosen)),
+                           cycle_start=start, cycle_end=end, new_sites=" ".join(sites)[:500], **values)
+    session.add(row)
+    session.flush()
+    record(session, actor, "iqa.strategy_created", row, name=name, kind=kind, cohort=row.cohort,
+           cycle=[start, end], **values, new_sites=row.new_sites)
+    return row
+
+
+def strategy_for(session: Session, viewer: User, strategy_id: object) -> SamplingStrategy:
+    """Return a strategy its IQA, the lead IQA or an EQA may read; anyone else is told it does not exist."""
+    row = session.get(SamplingStrategy, _uuid(strategy_id, "sampling strategy"))
+    if row is None or not (row.iqa_id == viewer.id or Role.EQA in viewer.role_names
+                           or is_lead(session, viewer.id)):
+        raise NotFound("sampling strategy")
+    return row
+
+
+def own_strategy(session: Session, actor: Actor, strategy_id: object) -> SamplingStrategy:
+    """Return a strategy of the acting IQA's own, for changes."""
+    people.require_role(actor, Role.IQA)
+    row = session.get(SamplingStrategy, _uuid(strategy_id, "sampling strategy"))
+    if row is None or row.iqa_id != actor.id:
+        raise NotFound("sampling strategy")
+    return row
+
+
+def strategies(session: Session, viewer: User) -> list[tuple[SamplingStrategy, str]]:
+    """Return the strategies a person may read, with their IQA's name."""
+    query = select(SamplingStrategy, User.name).join(User, User.id == SamplingStrategy.iqa_id)
+    if not (Role.EQA in viewer.role_names or is_lead(session, viewer.id)):
+        query = query.where(SamplingStrategy.iqa_id == viewer.id)
+    return list(session.exec(query.order_by(col(SamplingStrategy.created_at).desc(), SamplingStrategy.id)))
+
+
+def cohort_of(session: Session, strategy: SamplingStrategy) -> list[uuid.UUID]:
+    """Return the strategy's candidates: those named, or every candidate its IQA is attached to."""
+    if strategy.cohort:
+        return sorted(uuid.UUID(c) for c in strategy.cohort.split())
+    return sorted(cid for cid, _ in my_candidates(session, strategy.iqa_id))
+
+
+def rates_of(strategy: SamplingStrategy) -> sampling.Rates:
+    """Return a strategy's rates for the selection."""
+    return sampling.Rates(strategy.base_rate, strategy.new_assessor_rate, strategy.new_assessor_decisions,
+                          strategy.new_assessor_months, strategy.disagreement_rate, strategy.new_site_rate,
+                          frozenset(strategy.new_sites.split()))
+
+
+# --- The population and the independence guard -----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """An item the IQA may not sample, why, and the independent IQAs of the cohort who can."""
+
+    item: sampling.Item
+    candidate: str
+    why: str
+    others: tuple[str, ...]
+
+
+@dataclass
+class Population:
+    """What a strategy can sample, what the independence guard keeps from its IQA, and the names to show."""
+
+    items: list[sampling.Item]
+    excluded: list[Exclusion]
+    candidates: dict[str, str] = field(default_factory=dict)
+
+
+def _cycle(strategy: SamplingStrategy) -> tuple[datetime, datetime]:
+    return (datetime.combine(strategy.cycle_start, datetime.min.time(), UTC),
+            datetime.combine(strategy.cycle_end + timedelta(days=1), datetime.min.time(), UTC))
+
+
+def population(session: Session, strategy: SamplingStrategy) -> Population:
+    """Load everything a strategy can sample in a fixed number of queries, split by the independence guard."""
+    cohort = cohort_of(session, strategy)
+    if not cohort:
+        return Population([], [])
+    start, end = _cycle(strategy)
+    names = dict(session.exec(select(Candidate.id, User.name).join(User, User.id == Candidate.user_id).where(
+        col(Candidate.id).in_(cohort))).all())
+    if strategy.kind == "summative":
+        rows = session.exec(select(UnitSignOff.id, UnitSignOff.candidate_id, UnitSignOff.assessor_id, User.name)
+                            .join(User, User.id == UnitSignOff.assessor_id).where(
+            col(UnitSignOff.candidate_id).in_(cohort), col(UnitSignOff.reopened_at).is_(None),
+            UnitSignOff.signed_at >= start, UnitSignOff.signed_at < end)).all()
+        recorders: dict[uuid.UUID, set] = defaultdict(set)
+        facts = {r[0]: ("sign-off", (), ()) for r in rows}
+    else:
+        rows, facts, recorders = _decision_facts(session, strategy, cohort)
+    assessors = sorted({r[2] for r in rows})
+    ordinal = _ordinals(session, assessors, strategy.new_assessor_decisions) if strategy.kind == "interim" else {}
+    new = _new_assessors(session, assessors, strategy)
+    disagreed = _disagreed(session, assessors, start, end)
+    others = _other_iqas(session, cohort, strategy.iqa_id)
+    items, excluded = [], []
+    for did, cid, aid, assessor in rows:
+        criterion, methods, sites = facts.get(did, ("", (), ()))
+        item = sampling.Item(str(did), str(cid), str(aid), assessor, criterion, methods, sites,
+                             ordinal.get(did, 0), aid in new, aid in disagreed)
+        try:
+            rules.check_iqa_independence(strategy.iqa_id, aid, recorders[did], "The IQA")
+            items.append(item)
+        except rules.RuleViolation:
+            why = "they made this decision" if aid == strategy.iqa_id else "they recorded evidence it rests on"
+            who = tuple(n for uid, n in others.get(cid, []) if uid != aid and uid not in recorders[did])
+            excluded.append(Exclusion(item, names.get(cid, ""), why, who))
+    key = lambda i: i.id  # noqa: E731
+    return Population(sorted(items, key=key), sorted(excluded, key=lambda e: e.item.id),
+                      {str(k): v for k, v in names.items()})
+
+
+def _decision_facts(session: Session, strategy: SamplingStrategy,
+                    cohort: list[uuid.UUID]) -> tuple[list[tuple], dict, dict]:
+    """Return the cycle's current decisions with their criterion, methods, sites and evidence recorders, in one query."""
+    start, end = _cycle(strategy)
+    rows: list[tuple] = []
+    facts: dict[uuid.UUID, tuple[str, set, set]] = {}
+    recorders: dict[uuid.UUID, set] = defaultdict(set)
+    for did, cid, aid, name, code, method, setting, creator, author in session.exec(
+            select(CriterionDecision.id, CriterionDecision.candidate_id, CriterionDecision.assessor_id, User.name,
+                   Criterion.code, Evidence.method, EvidenceVersion.setting, Evidence.created_by_id,
+                   EvidenceVersion.author_id)
+            .join(User, User.id == CriterionDecision.assessor_id)
+            .join(Criterion, Criterion.id == CriterionDecision.criterion_id)
+            .outerjoin(DecisionEvidence, DecisionEvidence.decision_id == CriterionDecision.id)
+            .outerjoin(Evidence, Evidence.id == DecisionEvidence.evidence_id)
+            .outerjoin(EvidenceVersion, (EvidenceVersion.evidence_id == Evidence.id)
+                       & (EvidenceVersion.number == Evidence.current_version))
+            .where(col(CriterionDecision.candidate_id).in_(cohort), col(CriterionDecision.current).is_(True),
+                   CriterionDecision.decided_at >= start, CriterionDecision.decided_at < end)):
+        entry = facts.get(did)
+        if entry is None:
+            entry = facts[did] = (code, set(), set())
+            rows.append((did, cid, aid, name))
+        if method:
+            entry[1].add(method)
+        if setting:
+            entry[2].add(setting)
+        recorders[did] |= {r for r in (creator, author) if r}
+    return rows, {k: (c, tuple(sorted(m)), tuple(sorted(s))) for k, (c, m, s) in facts.items()}, recorders
+
+
+def _ordinals(session: Session, assessors: list[uuid.UUID], first: int) -> dict[uuid.UUID, int]:
+    """Number each assessor's first decisions (by time, then id), in the database: later ones are not needed."""
+    if not assessors or first <= 0:
+        return {}
+    ranked = select(CriterionDecision.id, func.row_number().over(
+        partition_by=CriterionDecision.assessor_id,
+        order_by=(CriterionDecision.decided_at, CriterionDecision.id)).label("n")).where(
+        col(CriterionDecision.assessor_id).in_(assessors)).subquery()
+    return dict(session.exec(select(ranked.c.id, ranked.c.n).where(ranked.c.n <= first)).all())
+
+
+def _new_assessors(session: Session, assessors: list[uuid.UUID], strategy: SamplingStrategy) -> set[uuid.UUID]:
+    """Return the assessors whose first qualification was recorded within the strategy's months of its cycle end."""
+    if not assessors or not strategy.new_assessor_months:
+        return set()
+    since = strategy.cycle_end - timedelta(days=round(strategy.new_assessor_months * 30.44))
+    first = session.exec(select(AssessorQualification.user_id, func.min(AssessorQualification.verified_on)).where(
+        col(AssessorQualification.user_id).in_(assessors)).group_by(AssessorQualification.user_id)).all()
+    return {uid for uid, on in first if on and on >= since}
+
+
+def _disagreed(session: Session, assessors: list[uuid.UUID], start: datetime, end: datetime) -> set[uuid.UUID]:
+    """Return the assessors an IQA disagreed with during the cycle."""
+    if not assessors:
+        return set()
+    return set(session.exec(select(CriterionDecision.assessor_id).join(
+        IqaReview, IqaReview.decision_id == CriterionDecision.id).where(
+        col(CriterionDecision.assessor_id).in_(assessors), IqaReview.verdict == "disagree",
+        IqaReview.created_at >= start, IqaReview.created_at < end)).all())
+
+
+def _other_iqas(session: Session, cohort: list[uuid.UUID], iqa_id: uuid.UUID) -> dict[uuid.UUID, list]:
+    """Return, per candidate, the other IQAs attached to them."""
+    found: dict[uuid.UUID, list] = defaultdict(list)
+    for cid, uid, name in session.exec(select(CandidateAssignment.candidate_id, User.id, User.name).join(
+            User, User.id == CandidateAssignment.user_id).where(
+            col(CandidateAssignment.candidate_id).in_(cohort), CandidateAssignment.role == Role.IQA,
+            col(CandidateAssignment.ended_on).is_(None), CandidateAssignment.user_id != iqa_id).order_by(User.name)):
+        found[cid].append((uid, name))
+    return found
+
+
+# --- Drawing a sample ------------------------------------------------------------------------------------
+
+
+def covered(session: Session, strategy: SamplingStrategy, pop: Population) -> sampling.Covered:
+    """Return the assessors, methods and sites this IQA's earlier samples already cover this cycle."""
+    sampled = set(session.exec(select(SampleItem.decision_id).join(Sample).join(SamplingStrategy).where(
+        SamplingStrategy.iqa_id == strategy.iqa_id, SamplingStrategy.cycle_start <= strategy.cycle_end,
+        SamplingStrategy.cycle_end >= strategy.cycle_start, col(SampleItem.decision_id).is_not(None))).all())
+    done = [i for i in pop.items if uuid.UUID(i.id) in sampled]
+    return sampling.Covered(frozenset(i.assessor_id for i in done), frozenset(m for i in done for m in i.methods),
+                            frozenset(s for i in done for s in i.sites))
+
+
+def preview(session: Session, strategy: SamplingStrategy, seed: int) -> list[sampling.Pick]:
+    """Return the sample a seed would draw now, without storing it (an EQA's reproduction)."""
+    pop = population(session, strategy)
+    return sampling.draw(pop.items, rates_of(strategy), seed, covered(session, strategy, pop))
+
+
+def draw(session: Session, actor: Actor, strategy_id: object, seed: object) -> Sample:
+    """Draw and store a seeded sample for the acting IQA's strategy, each item with the reason it was chosen."""
+    strategy = own_strategy(session, actor, strategy_id)
+    try:
+        seed = int(str(seed).strip())
+    except ValueError:
+        raise InvalidInput("Give the seed as a whole number.", field="seed") from None
+    if not 0 <= seed <= 2**31 - 1:
+        raise InvalidInput("The seed must be between 0 and 2147483647.", field="seed")
+    picks = preview(session, strategy, seed)
+    sample = Sample(strategy_id=strategy.id, seed=seed, drawn_by_id=actor.id)
+    session.add(sample)
+    session.flush()
+    owners = _owners(session, strategy, [p.id for p in picks])
+    for pick in picks:
+        target = {"signoff_id" if strategy.kind == "summative" else "decision_id": uuid.UUID(pick.id)}
+        session.add(SampleItem(sample_id=sample.id, candidate_id=owners[pick.id], reason=pick.reason, **target))
+    record(session, actor, "iqa.sample_drawn", sample, strategy=str(strategy.id), seed=seed,
+           items=[[p.id, p.reason] for p in picks])
+    return sample
+
+
+def _owners(session: Session, strategy: SamplingStrategy, ids: list[str]) -> dict[str, uuid.UUID]:
+    model = UnitSignOff if strategy.kind == "summative" else CriterionDecision
+    if not ids:
+        return {}
+    return {str(i): c for i, c in session.exec(select(model.id, model.candidate_id).where(
+        col(model.id).in_([uuid.UUID(i) for i in ids])))}
+
+
+def sample_for(session: Session, viewer: User, sample_id: object) -> tuple[Sample, SamplingStrategy]:
+    """Return a sample and its strategy, if the person may read the strategy."""
+    sample = session.get(Sample, _uuid(sample_id, "sample"))
+    if sample is None:
+        raise NotFound("sample")
+    return sample, strategy_for(session, viewer, sample.strategy_id)
+
+
+def add_item(session: Session, actor: Actor, sample_id: object, decision_id: object, reason: str) -> SampleItem:
+    """Add a decision to the acting IQA's sample by hand, with the reason, under the independence guard."""
+    sample = session.get(Sample, _uuid(sample_id, "sample"))
+    if sample is None:
+        raise NotFound("sample")
+    strategy = own_strategy(session, actor, sample.strategy_id)
+    if strategy.kind != "interim":
+        raise InvalidInput("Add decisions by hand to an interim sample.", field="decision")
+    reason = (reason or "").strip()
+    if not 5 <= len(reason) <= 1000:
+        raise InvalidInput("Say why you are adding this decision (5 to 1000 characters).", field="reason")
+    try:
+        decision = session.get(CriterionDecision, uuid.UUID(str(decision_id)))
+    except ValueError:
+        decision = None
+    if decision is None or decision.candidate_id not in cohort_of(session, strategy):
+        raise InvalidInput("Choose a decision on a candidate in this strategy's cohort.", field="decision")
+    _check_independent(session, actor, decision)
+    if session.exec(select(SampleItem.id).where(SampleItem.sample_id == sample.id,
+                                                SampleItem.decision_id == decision.id)).first():
+        raise InvalidInput("That decision is already in this sample.", field="decision")
+    item = SampleItem(sample_id=sample.id, decision_id=decision.id, candidate_id=decision.candidate_id,
+                      reason=f"added by the IQA: {reason}", manual=True)
+    session.add(item)
+    session.flush()
+    record(session, actor, "iqa.item_added", item, candidate=str(decision.candidate_id), sample=str(sample.id),
+           decision=str(decision.id), reason=reason)
+    return item
+
+
+def _check_independent(session: Session, actor: Actor, decision: CriterionDecision) -> None:
+    recorders = session.exec(select(Evidence.created_by_id).join(DecisionEvidence).where(
+        DecisionEvidence.decision_id == decision.id)).all()
+    rules.check_iqa_independence(actor.id, decision.assessor_id, recorders, actor.name)
+
+
+@dataclass(frozen=True)
+class ItemRow:
+    """A sampled item as the sample page lists it."""
+
+    id: uuid.UUID
+    candidate: str
+    assessor: str
+    what: str
+    reason: str
+    manual: bool
+    verdict: str | None
+
+
+def items_of(session: Session, sample: Sample) -> list[ItemRow]:
+    """Return a sample's items with names and verdicts, in two queries."""
+    rows = session.exec(select(SampleItem, User.name, IqaReview.verdict).join(
+        Candidate, Candidate.id == SampleItem.candidate_id).join(User, User.id == Candidate.user_id).outerjoin(
+        IqaReview, IqaReview.id == SampleItem.review_id).where(SampleItem.sample_id == sample.id).order_by(
+        SampleItem.decision_id, SampleItem.signoff_id, SampleItem.id)).all()
+    what = _what(session, [r[0] for r in rows])
+    return [ItemRow(i.id, name, *what.get(i.id, ("", "")), i.reason, i.manual, verdict) for i, name, verdict in rows]
+
+
+def _what(session: Session, items: list[SampleItem]) -> dict[uuid.UUID, tuple[str, str]]:
+    """Return each item's assessor and a description: the criterion and outcome, or the unit signed off."""
+    out = {}
+    decisions = {i.decision_id: i.id for i in items if i.decision_id}
+    if decisions:
+        for did, code, outcome, name in session.exec(select(
+                CriterionDecision.id, Criterion.code, CriterionDecision.outcome, User.name).join(
+                Criterion, Criterion.id == CriterionDecision.criterion_id).join(
+                User, User.id == CriterionDecision.assessor_id).where(col(CriterionDecision.id).in_(list(decisions)))):
+            out[decisions[did]] = (name, f"Criterion {code}: {outcome.replace('_', ' ')}")
+    signoffs = {i.signoff_id: i.id for i in items if i.signoff_id}
+    if signoffs:
+        for sid, name, at in session.exec(select(UnitSignOff.id, User.name, UnitSignOff.signed_at).join(
+                User, User.id == UnitSignOff.assessor_id).where(col(UnitSignOff.id).in_(list(signoffs)))):
+            out[signoffs[sid]] = (name, f"Unit signed off {at:%-d %B %Y}")
+    return out
+
+
+# --- Reviewing a sampled decision and raising actions ------------------------------------------------------
+
+
+def item_for(session: Session, viewer: User, item_id: object) -> tuple[SampleItem, SamplingStrategy]:
+    """Return a sampled item, if the person may read its strategy."""
+    item = session.get(SampleItem, _uuid(item_id, "sampled item"))
+    if item is None:
+        raise NotFound("sampled item")
+    sample = session.get(Sample, item.sample_id)
+    return item, strategy_for(session, viewer, sample.strategy_id)
+
+
+def review(session: Session, actor: Actor, item_id: object, verdict: str, reasons: str,
+           practice_feedback: str = "", action: str = "", due_on: object = None) -> IqaReview:
+    """Record the IQA's verdict on a sampled decision, feedback on the assessor's practice, and any action."""
+    item = session.get(SampleItem, _uuid(item_id, "sampled item"))
+    if item is None:
+        raise NotFound("sampled item")
+    own_strategy(session, actor, session.get(Sample, item.sample_id).strategy_id)
+    if item.decision_id is None:
+        raise InvalidInput("Summative items are reviewed through their unit's decisions.", field="verdict")
+    if item.review_id is not None:
+        raise InvalidInput("You have already reviewed this item.", field="verdict")
+    action = (action or "").strip()
+    due = _date({"due_on": due_on}, "due_on", "date the action is due") if action else None
+    if due is not None and due < actor.today:
+        raise InvalidInput("The action must be due today or later.", field="due_on")
+    row = iqa_review(session, actor, item.decision_id, verdict, reasons, practice_feedback)
+    item.review_id = row.id
+    session.add(item)
+    if action:
+        raise_action(session, actor, item, action, due)
+    return row
+
+
+def raise_action(session: Session, actor: Actor, item: SampleItem, text: str, due: date) -> IqaAction:
+    """Ask the assessor of a sampled decision to act by a date."""
+    if len(text) > 5000:
+        raise InvalidInput("Keep the action under 5000 characters.", field="action")
+    decision = session.get(CriterionDecision, item.decision_id)
+    row = IqaAction(iqa_id=actor.id, assessor_id=decision.assessor_id, candidate_id=item.candidate_id,
+                    item_id=item.id, text=text, due_on=due)
+    session.add(row)
+    session.flush()
+    record(session, actor, "iqa.action_raised", row, candidate=str(item.candidate_id),
+           assessor=str(decision.assessor_id), text=text, due_on=due)
+    return row
+
+
+def _action(session: Session, action_id: object) -> IqaAction:
+    row = session.get(IqaAction, _uuid(action_id, "action"))
+    if row is None:
+        raise NotFound("action")
+    return row
+
+
+def respond(session: Session, actor: Actor, action_id: object, response: str, reopen: bool = False) -> IqaAction:
+    """The assessor answers an action; they may reopen the decision it concerns, with the answer as the reason."""
+    row = _action(session, action_id)
+    if row.assessor_id != actor.id:
+        raise NotFound("action")
+    if row.status == "closed":
+        raise InvalidInput("This action is closed.", field="response")
+    response = (response or "").strip()
+    if not 5 <= len(response) <= 5000:
+        raise InvalidInput("Say what you have done (5 to 5000 characters).", field="response")
+    if reopen:
+        _reopen_decision(session, actor, row, response)
+    row.status, row.response, row.answered_at = "answered", response, utcnow()
+    session.add(row)
+    record(session, actor, "iqa.action_answered", row, candidate=str(row.candidate_id), response=response,
+           reopened=bool(reopen))
+    return row
+
+
+def _reopen_decision(session: Session, actor: Actor, action: IqaAction, reason: str) -> None:
+    """Clear the sampled decision so the criterion is judged again (the row stays, no longer current)."""
+    item = session.get(SampleItem, action.item_id) if action.item_id else None
+    decision = session.get(CriterionDecision, item.decision_id) if item and item.decision_id else None
+    if decision is None or not decision.current:
+        raise InvalidInput("The decision has already been replaced, so there is nothing to reopen.", field="reopen")
+    criterion = session.get(Criterion, decision.criterion_id)
+    rules.check_unit_unlocked(locked_on(session, decision.candidate_id, criterion.unit_id), "002")
+    decision.current = False
+    session.add(decision)
+    record(session, actor, "decision.reopened", decision, candidate=str(decision.candidate_id),
+           criterion=criterion.code, reason=reason)
+
+
+def close(session: Session, actor: Actor, action_id: object) -> IqaAction:
+    """The IQA who raised an action closes it once answered."""
+    row = _action(session, action_id)
+    if row.iqa_id != actor.id:
+        raise NotFound("action")
+    if row.status != "answered":
+        raise InvalidInput("Close an action once the assessor has answered it.", field="close")
+    row.status, row.closed_at = "closed", utcnow()
+    session.add(row)
+    record(session, actor, "iqa.action_closed", row, candidate=str(row.candidate_id))
+    return row
+
+
+@dataclass(frozen=True)
+class ActionRow:
+    """An action as the lists show it."""
+
+    id: uuid.UUID
+    text: str
+    due_on: date
+    status: str
+    response: str | None
+    candidate: str
+    assessor: str
+    iqa: str
+    iqa_id: uuid.UUID
+    assessor_id: uuid.UUID
+
+    def overdue(self, today: date) -> bool:
+        """Say whether the action is past its date and not yet answered."""
+        return self.status == "open" and self.due_on < today
+
+
+def actions(session: Session, user: User, *, open_only: bool = False) -> list[ActionRow]:
+    """Return the actions a person raised or must answer (every action for the lead IQA), in one query."""
+    assessor, iqa, candidate_user = (User.__table__.alias(n) for n in ("a", "q", "cu"))
+    query = select(IqaAction.id, IqaAction.text, IqaAction.due_on, IqaAction.status, IqaAction.response,
+                   candidate_user.c.name, assessor.c.name, iqa.c.name, IqaAction.iqa_id, IqaAction.assessor_id).join(
+        Candidate, Candidate.id == IqaAction.candidate_id).join(
+        candidate_user, candidate_user.c.id == Candidate.user_id).join(
+        assessor, assessor.c.id == IqaAction.assessor_id).join(iqa, iqa.c.id == IqaAction.iqa_id)
+    if not (is_lead(session, user.id) or Role.EQA in user.role_names):
+        query = query.where((IqaAction.iqa_id == user.id) | (IqaAction.assessor_id == user.id))
+    if open_only:
+        query = query.where(IqaAction.status != "closed")
+    return [ActionRow(*r) for r in session.exec(query.order_by(IqaAction.due_on, IqaAction.id))]
+
+
+def actions_for(session: Session, assessor_id: uuid.UUID) -> list[ActionRow]:
+    """Return an assessor's unanswered actions in one query."""
+    iqa, candidate_user = User.__table__.alias("q"), User.__table__.alias("cu")
+    rows = session.exec(select(IqaAction.id, IqaAction.text, IqaAction.due_on, IqaAction.status, IqaAction.response,
+                               candidate_user.c.name, candidate_user.c.name, iqa.c.name, IqaAction.iqa_id,
+                               IqaAction.assessor_id).join(Candidate, Candidate.id == IqaAction.candidate_id).join(
+        candidate_user, candidate_user.c.id == Candidate.user_id).join(iqa, iqa.c.id == IqaAction.iqa_id).where(
+        IqaAction.assessor_id == assessor_id, IqaAction.status == "open").order_by(IqaAction.due_on, IqaAction.id))
+    return [ActionRow(*r) for r in rows]
+
+
+# --- Review page, coverage matrix and cycle report ---------------------------------------------------------
+
+
+@dataclass
+class ItemDetail:
+    """What the IQA sees for a sampled decision: the evidence, mapping, judgement, feedback and any review."""
+
+    item: SampleItem
+    candidate: str
+    assessor: str
+    criterion: str
+    criterion_text: str
+    outcome: str
+    note: str
+    evidence: list[tuple]  # (id, title, method, setting, status, feedback)
+    review: IqaReview | None
+    actions: list[IqaAction]
+
+
+def item_detail(session: Session, item: SampleItem) -> ItemDetail:
+    """Load a sampled item's decision, the evidence it rests on and the assessor's feedback, in fixed queries."""
+    if item.decision_id is None:
+        signoff = session.get(UnitSignOff, item.signoff_id)
+        assessor = session.get(User, signoff.assessor_id).name
+        return ItemDetail(item, people.candidate_name(session, session.get(Candidate, item.candidate_id)), assessor,
+                          "Unit sign-off", signoff.declaration, "signed off", "", [], None, [])
+    decision = session.get(CriterionDecision, item.decision_id)
+    criterion = session.get(Criterion, decision.criterion_id)
+    from ..models import EvidenceReview  # the assessor's feedback on each piece
+    latest = select(EvidenceReview.evidence_id, func.max(EvidenceReview.created_at).label("at")).group_by(
+        EvidenceReview.evidence_id).subquery()
+    evidence = session.exec(select(Evidence.id, EvidenceVersion.title, Evidence.method, EvidenceVersion.setting,
+                                   Evidence.status, EvidenceReview.feedback).join(
+        DecisionEvidence, DecisionEvidence.evidence_id == Evidence.id).join(
+        EvidenceVersion, (EvidenceVersion.evidence_id == Evidence.id)
+        & (EvidenceVersion.number == Evidence.current_version)).outerjoin(
+        latest, latest.c.evidence_id == Evidence.id).outerjoin(
+        EvidenceReview, (EvidenceReview.evidence_id == Evidence.id) & (EvidenceReview.created_at == latest.c.at)).where(
+        DecisionEvidence.decision_id == decision.id).order_by(Evidence.id)).all()
+    return ItemDetail(item, people.candidate_name(session, session.get(Candidate, item.candidate_id)),
+                      session.get(User, decision.assessor_id).name, criterion.code, criterion.text,
+                      decision.outcome, decision.note, list(evidence),
+                      session.get(IqaReview, item.review_id) if item.review_id else None,
+                      list(session.exec(select(IqaAction).where(IqaAction.item_id == item.id).order_by(
+                          IqaAction.created_at, IqaAction.id))))
+
+
+@dataclass
+class Coverage:
+    """Per assessor: methods × criteria sampled or not, and sites sampled or not, this cycle."""
+
+    methods: list[str]
+    criteria: list[str]
+    assessors: list[tuple[str, str]]  # (id, name)
+    cells: dict[tuple[str, str, str], str]  # (assessor, method, criterion) -> "sampled" or "unsampled"
+    sites: dict[str, dict[str, str]]  # assessor -> site -> "sampled" or "unsampled"
+
+
+def coverage(session: Session, strategy: SamplingStrategy) -> Coverage:
+    """Build the coverage matrix from the population and the items sampled this cycle, in fixed queries."""
+    pop = population(session, strategy)
+    done = covered_ids(session, strategy)
+    everything = pop.items + [e.item for e in pop.excluded]
+    methods = sorted({m for i in everything for m in i.methods})
+    criteria = sorted({i.criterion for i in everything if i.criterion},
+                      key=lambda c: tuple(int(p) if p.isdigit() else 0 for p in c.split(".")))
+    assessors = sorted({(i.assessor_id, i.assessor) for i in everything}, key=lambda a: (a[1], a[0]))
+    cells: dict[tuple[str, str, str], str] = {}
+    sites: dict[str, dict[str, str]] = defaultdict(dict)
+    for i in everything:
+        state = "sampled" if i.id in done else "unsampled"
+        for m in i.methods:
+            if cells.get((i.assessor_id, m, i.criterion)) != "sampled":
+                cells[(i.assessor_id, m, i.criterion)] = state
+        for s in i.sites:
+            if sites[i.assessor_id].get(s) != "sampled":
+                sites[i.assessor_id][s] = state
+    return Coverage(methods, criteria, assessors, cells, dict(sites))
+
+
+def covered_ids(session: Session, strategy: SamplingStrategy) -> set[str]:
+    """Return the ids of decisions this IQA sampled in any strategy overlapping this one's cycle."""
+    return {str(d) for d in session.exec(select(SampleItem.decision_id).join(Sample).join(SamplingStrategy).where(
+        SamplingStrategy.iqa_id == strategy.iqa_id, SamplingStrategy.cycle_start <= strategy.cycle_end,
+        SamplingStrategy.cycle_end >= strategy.cycle_start, col(SampleItem.decision_id).is_not(None)))}
+
+
+@dataclass
+class Report:
+    """An IQA's cycle: what was sampled, verdicts per assessor and method, and open actions."""
+
+    iqa: str
+    sampled: int
+    reviewed: int
+    by_assessor: dict[str, dict[str, int]]
+    by_method: dict[str, dict[str, int]]
+    open_actions: list[ActionRow]
+
+
+def report(session: Session, iqa: User) -> Report:
+    """Summarise an IQA's sampling and verdicts, in fixed queries."""
+    rows = session.exec(select(SampleItem.id, SampleItem.decision_id, IqaReview.verdict, User.name, Evidence.method)
+                        .join(Sample, Sample.id == SampleItem.sample_id)
+                        .join(SamplingStrategy, SamplingStrategy.id == Sample.strategy_id)
+                        .outerjoin(IqaReview, IqaReview.id == SampleItem.review_id)
+                        .outerjoin(CriterionDecision, CriterionDecision.id == SampleItem.decision_id)
+                        .outerjoin(User, User.id == CriterionDecision.assessor_id)
+                        .outerjoin(DecisionEvidence, DecisionEvidence.decision_id == SampleItem.decision_id)
+                        .outerjoin(Evidence, Evidence.id == DecisionEvidence.evidence_id)
+                        .where(SamplingStrategy.iqa_id == iqa.id)).all()
+    items, by_assessor, by_method = {}, defaultdict(lambda: defaultdict(int)), defaultdict(lambda: defaultdict(int))
+    methods_seen: set[tuple] = set()
+    for iid, _, verdict, assessor, method in rows:
+        if iid not in items:
+            items[iid] = verdict
+            by_assessor[assessor or "(sign-off)"][verdict or "not yet reviewed"] += 1
+        if method and (iid, method) not in methods_seen:
+            methods_seen.add((iid, method))
+            by_method[method][verdict or "not yet reviewed"] += 1
+    mine = [a for a in actions(session, iqa, open_only=True) if a.iqa_id == iqa.id]
+    return Report(iqa.name, len(items), sum(1 for v in items.values() if v), {k: dict(v) for k, v in
+                  sorted(by_assessor.items())}, {k: dict(v) for k, v in sorted(by_method.items())}, mine)
+
+
+def report_pdf(rep: Report, today: date) -> bytes:
+    """Render the cycle report as a PDF."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 16)
+    pdf.cell(0, 10, _latin(f"IQA cycle report: {rep.iqa}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 11)
+    pdf.cell(0, 7, f"Produced {today:%d %B %Y}. Items sampled: {rep.sampled}; reviewed: {rep.reviewed}.",
+             new_x="LMARGIN", new_y="NEXT")
+    for title, table in (("By assessor", rep.by_assessor), ("By method", rep.by_method)):
+        pdf.set_font("Helvetica", "B", 13)
+        pdf.cell(0, 9, title, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 11)
+        for name, counts in table.items():
+            text = ", ".join(f"{k}: {v}" for k, v in sorted(counts.items()))
+            pdf.cell(0, 7, _latin(f"{sampling.label(name)} - {text}"), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "B", 13)
+    pdf.cell(0, 9, "Open actions", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 11)
+    for a in rep.open_actions:
+        late = " (overdue)" if a.overdue(today) else ""
+        pdf.multi_cell(0, 7, _latin(f"{a.assessor}, {a.candidate}: {a.text} - due {a.due_on:%d %B %Y}{late}, "
+                                    f"{a.status}"), new_x="LMARGIN", new_y="NEXT")
+    if not rep.open_actions:
+        pdf.cell(0, 7, "None.", new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
+
+
+def _latin(text: str) -> str:
+    """Keep text within the PDF core font's character set."""
+    return text.replace("\u2019", "'").replace("\u2013", "-").encode("latin-1", "replace").decode("latin-1")
+
+
+def users_by_id(session: Session, user_id: object) -> User:
+    """Return an IQA by id for the report, or refuse."""
+    user = session.get(User, _uuid(user_id, "IQA"))
+    if user is None or Role.IQA not in user.role_names:
+        raise NotFound("IQA")
+    return user
+
