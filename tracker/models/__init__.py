@@ -46,3 +46,8 @@ __all__ = [
 from .sync import Device, SyncReceipt  # noqa: E402
 
 __all__ += ["Device", "SyncReceipt"]
+
+# Inspection access and received portfolio packs (appended so concurrent edits above stay clean).
+from .inspection import EqaGrant, EqaGrantCandidate, ImportedPack  # noqa: E402
+
+__all__ += ["EqaGrant", "EqaGrantCandidate", "ImportedPack"]
