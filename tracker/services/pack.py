@@ -9,7 +9,9 @@ import re
 import tempfile
 import uuid
 import zipfile
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
@@ -282,12 +284,13 @@ class Pack:
         cap = min(info.file_size, limit or info.file_size)
         if limit is not None and info.file_size > limit:
             raise PackRefused(f"Refused: {name} is {info.file_size} bytes, more than {limit} allowed.")
-        return self._counted(self.zip.open(info).read(cap + 1)[:cap + 1], name, cap)
+        with _damaged(name), self.zip.open(info) as stream:
+            return self._counted(stream.read(cap + 1), name, cap)
 
     def sha256(self, name: str) -> str:
         """Hash one file, streaming it."""
         digest = hashlib.sha256()
-        with self.zip.open(name) as stream:
+        with _damaged(name), self.zip.open(name) as stream:
             while chunk := stream.read(1024 * 1024):
                 self._counted(chunk, name, None)
                 digest.update(chunk)
@@ -295,7 +298,7 @@ class Pack:
 
     def extract(self, name: str, target: Path) -> None:
         """Copy one file out to a path chosen by the caller (never by the zip)."""
-        with self.zip.open(name) as stream, open(target, "wb") as out:
+        with _damaged(name), self.zip.open(name) as stream, open(target, "wb") as out:
             while chunk := stream.read(1024 * 1024):
                 out.write(self._counted(chunk, name, None))
 
@@ -327,6 +330,15 @@ class Pack:
         if missing:
             raise PackRefused(f"This pack's manifest is incomplete: it has no {', '.join(missing)}.")
         return data, body
+
+
+@contextmanager
+def _damaged(name: str) -> Iterator[None]:
+    """Turn a damaged or lying zip member into a clear refusal."""
+    try:
+        yield
+    except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
+        raise PackRefused(f"Refused: {name} in the zip is damaged or not what its header says ({exc}).") from None
 
 
 # --- Verify -------------------------------------------------------------------------------------------------
@@ -579,9 +591,11 @@ def _import_media(session: Session, storage: Any, pack: Pack, data: dict) -> Non
     with tempfile.TemporaryDirectory() as tmp:
         for blob in data["blobs"]:
             if not storage.exists(blob["sha256"]):
-                target = Path(tmp) / "blob"
+                # A fresh file each time: local storage may hard-link it, so it must never be rewritten.
+                target = Path(tmp) / blob["sha256"]
                 pack.extract(f"media/{blob['sha256']}", target)
                 storage.put_file(target, blob["sha256"])
+                target.unlink()
     _add_missing(session, [_model(Blob, b) for b in data["blobs"]])
     for r in data["renditions"]:
         if session.get(BlobRendition, (r["original_sha256"], r["size"])) is None:
