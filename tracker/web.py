@@ -42,11 +42,13 @@ def init_app(app: Flask) -> None:
     app.context_processor(lambda: {"url_rules": _endpoints(app)})
     app.register_error_handler(Refusal, _refused)
     app.register_error_handler(CSRFError, _csrf_failed)
-    from . import admin, assessment, auth, caseload, evidence, files, grants, home, inspection, portfolio
+    from . import (admin, assessment, auth, caseload, evidence, files, grants, home, inspection, portfolio,
+                   transfers)
     from .storage import storage_from_config
 
     app.extensions["storage"] = storage_from_config(app.config, app.instance_path)
-    for module in (auth, home, caseload, portfolio, evidence, assessment, files, admin, grants, inspection):
+    for module in (auth, home, caseload, portfolio, evidence, assessment, files, admin, grants, inspection,
+                   transfers):
         app.register_blueprint(module.bp)
     # One app-wide check holds every EQA request to its grant, including blueprints added later.
     app.before_request(inspection.guard)

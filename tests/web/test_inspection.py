@@ -251,3 +251,57 @@ def test_eqa_downloads_a_verifying_pack(client, sign_in, visit):
     assert report.ok and report.manifest["candidate"]["name"] == "Cara Candidate"
     assert zipfile.ZipFile(io.BytesIO(response.data)).read("summary.pdf").startswith(b"%PDF")
     assert client.get(f"/candidates/{visit.d.id}/pack").status_code == 404
+
+
+# --- The administrator's import page ---------------------------------------------------------------------------
+
+from test_pack import _grid, receiving  # noqa: E402, F401  (the second centre a learner moves from)
+
+from support.factories import Factory  # noqa: E402
+from sqlmodel import Session  # noqa: E402
+from tracker.audit import SYSTEM  # noqa: E402
+from tracker.services import people  # noqa: E402
+from tracker.storage import LocalStorage  # noqa: E402
+
+
+def _upload(client, sign_in, admin, data: bytes | None, name: str = "pack.zip"):
+    sign_in(admin)
+    token = form_token(client.get("/admin/packs/").get_data(as_text=True))
+    files = {"pack": (io.BytesIO(data), name)} if data is not None else {}
+    return client.post("/admin/packs/", data={"csrf_token": token} | files, content_type="multipart/form-data")
+
+
+@pytest.mark.parametrize("data, message", [(None, "Choose the pack"), (b"not a zip", "not a zip archive")],
+                         ids=["no-file", "not-a-zip"])
+def test_import_page_refuses_bad_uploads(client, sign_in, session, visit, data, message):
+    """No file, or a file that is not a pack, is a clear form error with nothing stored."""
+    before = counts(session)
+    response = _upload(client, sign_in, visit.admin, data)
+    assert response.status_code == 422 and message in response.get_data(as_text=True)
+    assert counts(session) == before
+
+
+def test_import_page_brings_a_learner_in_once(app, client, sign_in, session, factory, receiving, tmp_path):
+    """A pack from another centre is imported with the same grid; uploading it again is refused."""
+    with Session(receiving, expire_on_commit=False) as other:
+        sender = Factory(other, factory.today)
+        sender._admin = people.create_user(other, SYSTEM, {  # the sending centre's own administrator
+            "email": "admin@hillside.test", "name": "Hal Hillside", "password": "correct horse battery",
+            "roles": [Role.ADMINISTRATOR]})
+        assessor = sender.assessor(name="Sol Sender")
+        moving = sender.candidate(name="Mo Mover", assessors=(assessor,))
+        sender.accepted(assessor, moving)
+        other.commit()
+        body = pack.to_bytes(other, LocalStorage(tmp_path / "sender-media"), moving, "Hillside College")
+        expected = _grid(other, moving.id)
+    admin = factory.admin
+    session.commit()
+    response = _upload(client, sign_in, admin, body)
+    assert response.status_code == 303, response.get_data(as_text=True)[:1500]
+    session.commit()
+    assert _grid(session, moving.id) == expected
+    before = counts(session)
+    again = client.post("/admin/packs/", data={"csrf_token": form_token(client.get("/admin/packs/").get_data(
+        as_text=True)), "pack": (io.BytesIO(body), "pack.zip")}, content_type="multipart/form-data")
+    assert again.status_code == 422 and "already in this tracker" in again.get_data(as_text=True)
+    assert counts(session) == before

@@ -292,6 +292,8 @@ INSPECTION_ROUTES = [
     Route("inspection.index", "GET", lambda ctr: "/inspection/", expect(403, eqa=200)),
     Route("inspection.records", "GET", lambda ctr: "/inspection/records", admin_only(200)),
     Route("inspection.audit", "GET", lambda ctr: "/inspection/audit", admin_only(200)),
+    Route("transfers.index", "GET", lambda ctr: "/admin/packs/", admin_only(200)),
+    Route("transfers.upload", "POST", lambda ctr: "/admin/packs/", admin_only(422), lambda ctr, role: {}),
     Route("portfolio.pack", "GET", lambda ctr: f"/candidates/{ctr.c.id}/pack",
           when(**WHOLE, administrator=200, expert_witness=403, witness=403)),
 ]

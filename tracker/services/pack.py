@@ -496,6 +496,10 @@ def import_pack(session: Session, storage: Any, actor: Actor, source: str | Path
             ImportedPack.manifest_sha256 == report.manifest_sha256)).first():
         raise PackRefused(f"{data['candidate']['name']} is already in this tracker; the pack was imported before "
                           "(nothing was changed).")
+    if session.exec(select(Candidate.id).where(
+            Candidate.registration_number == data["candidate"]["registration_number"])).first():
+        raise PackRefused(f"Registration number {data['candidate']['registration_number']} already belongs to another "
+                          "candidate here (nothing was imported).")
     spec = _Spec(session, data)
     created = _import_people(session, data, actor)
     _add_missing(session, [m.model_validate(r) for name, m in CREDENTIALS.items() for r in data["credentials"][name]])
