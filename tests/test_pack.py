@@ -298,6 +298,9 @@ def test_import_reproduces_the_grid_once(session, storage, centre, receiving, tm
         assert audit.verify(other).intact
         assert other.exec(select(AuditEntry.action).where(AuditEntry.action == "pack.imported")).all() == [
             "pack.imported"]
+        # The learner can move on again: the receiving centre's own pack of them verifies too.
+        onward = pack.verify(io.BytesIO(pack.to_bytes(other, theirs, candidate, "Hillside College")))
+        assert onward.ok, onward.problems
         kept = other.exec(select(ImportedPack)).one()
         assert kept.manifest["audit"] == pack.verify(path).manifest["audit"]
         before = other.exec(select(func.count()).select_from(CriterionDecision)).one()

@@ -446,7 +446,8 @@ def _check_content(data: dict, report: Report) -> None:
 def _check_decisions(data: dict, report: Report) -> None:
     """Check each decision rests on evidence in the pack and matches the audit entry that recorded it."""
     evidence_ids = {e["id"] for e in data["evidence"]}
-    logged = {a["entity_id"]: a for a in data["audit"] if a["action"] == "decision.recorded"}
+    # A decision recorded here, or one this centre imported (which records the same facts when it arrives).
+    logged = {a["entity_id"]: a for a in data["audit"] if a["action"] in ("decision.recorded", "decision.imported")}
     for d in data["decisions"]:
         label = f"decision for {d['unit']}/{d['criterion']}"
         for eid in d["evidence"]:
@@ -521,7 +522,8 @@ def import_pack(session: Session, storage: Any, actor: Actor, source: str | Path
                candidate=str(candidate_id), versions=[[v["number"], v["content_hash"]] for v in e["versions"]])
     for d in data["decisions"]:
         record(session, actor, "decision.imported", session.get(CriterionDecision, uuid.UUID(d["id"])),
-               candidate=str(candidate_id), criterion=d["criterion"], outcome=d["outcome"], current=d["current"])
+               candidate=str(candidate_id), criterion=d["criterion"], outcome=d["outcome"], current=d["current"],
+               evidence=sorted(d["evidence"]), note=d["note"])
     session.flush()
     return candidate
 
