@@ -4,10 +4,11 @@ import uuid
 from sqlmodel import Session, col, select
 
 from .errors import NotFound, NotPermitted
-from .models import Candidate, CandidateAssignment, Evidence, Role, User
+from .models import Candidate, CandidateAssignment, EqaGrant, EqaGrantCandidate, Evidence, Role, User
 
 FULL_VIEW = (Role.ASSESSOR, Role.IQA)  # attached roles that see a candidate's whole portfolio
 LIMITED_VIEW = (Role.EXPERT_WITNESS, Role.WITNESS)  # attached roles that see only what they recorded
+INSPECTING = "eqa"  # an EQA with a grant in force for the candidate: reads everything, changes nothing
 
 
 def relationships(session: Session, user: User, candidate: Candidate) -> frozenset[str]:
@@ -17,12 +18,25 @@ def relationships(session: Session, user: User, candidate: Candidate) -> frozens
         col(CandidateAssignment.ended_on).is_(None))))
     if candidate.user_id == user.id:
         found.add("self")
+    if Role.EQA in user.role_names and _inspecting(session, user, candidate):
+        found.add(INSPECTING)
     return frozenset(found)
+
+
+def _inspecting(session: Session, user: User, candidate: Candidate) -> bool:
+    """Say whether an EQA holds a grant in force now that names the candidate."""
+    from .clock import now
+    from .services.eqa import active
+
+    moment = now()
+    return any(active(g, moment) for g in session.exec(select(EqaGrant).join(
+        EqaGrantCandidate, EqaGrantCandidate.grant_id == EqaGrant.id).where(
+        EqaGrant.eqa_id == user.id, EqaGrantCandidate.candidate_id == candidate.id)))
 
 
 def sees_portfolio(relation: frozenset[str]) -> bool:
     """Say whether a relationship shows the whole portfolio."""
-    return "self" in relation or bool(relation & set(FULL_VIEW))
+    return "self" in relation or INSPECTING in relation or bool(relation & set(FULL_VIEW))
 
 
 def candidate_for(session: Session, user: User, candidate_id: uuid.UUID | str) -> tuple[Candidate, frozenset[str]]:

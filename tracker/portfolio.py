@@ -1,5 +1,7 @@
 """A candidate's portfolio: the tracking grid of Unit 002's outcomes and criteria, and criterion decisions."""
-from flask import Blueprint, redirect, render_template, request, url_for
+import io
+
+from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
 from flask_login import login_required
 from sqlmodel import select
 
@@ -8,7 +10,8 @@ from .auth import actor, me
 from .db import get_session
 from .errors import NotFound, Refusal
 from .models import Candidate, Role
-from .services import assessment, portfolio
+from .services import assessment, people, portfolio
+from .services import pack as packs
 from .web import htmx
 
 bp = Blueprint("portfolio", __name__)
@@ -73,3 +76,21 @@ def decide(candidate_id: str, code: str):  # noqa: ANN201
     if htmx:
         return _render(portfolio.portfolio(session, candidate), relation)
     return redirect(url_for("portfolio.detail", candidate_id=candidate.id, _anchor=f"c-{code}"), 303)
+
+
+@bp.get("/candidates/<candidate_id>/pack")
+@login_required
+def pack(candidate_id: str):  # noqa: ANN201
+    """Download the candidate's portfolio pack: for whoever sees the whole portfolio, and the administrator."""
+    session, user = get_session(), me()
+    if Role.ADMINISTRATOR in user.role_names:
+        candidate = people.get_candidate(session, candidate_id)
+    else:
+        candidate, relation = access.candidate_for(session, user, candidate_id)
+        access.require(access.sees_portfolio(relation),
+                       "Only the candidate, their assessor and IQA, an inspecting EQA and the centre administrator "
+                       "can download the whole portfolio.")
+    body = packs.to_bytes(session, current_app.extensions["storage"], candidate,
+                          current_app.config.get("CENTRE_NAME", ""))
+    return send_file(io.BytesIO(body), mimetype="application/zip", as_attachment=True,
+                     download_name=f"portfolio-{candidate.registration_number}.zip")

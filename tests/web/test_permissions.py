@@ -41,6 +41,7 @@ BACKENDS = ("sqlite",)
 ROLES = ("administrator", "assessor_a", "assessor_b", "iqa", "expert_witness", "witness", "candidate_c",
          "candidate_d", "eqa", "signed_out")
 STAFF_ROLES = ROLES[:-1]
+NOBODY = "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f"  # a well-formed id that names no record
 COUNTED = (Evidence, EvidenceVersion, EvidenceReview, CriterionDecision, UnitSignOff, Signature, Attachment,
            AuditEntry)
 
@@ -299,7 +300,7 @@ def _q(key: str) -> Callable[[Centre], str]:
 
 
 NOBODY_ID = "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f"  # a well-formed id that names no record
-QA = {"iqa": 200, "eqa": 200}  # the IQA and an EQA read; everyone else is refused
+QA = {"iqa": 200}  # the IQA reads; an EQA only while a grant is in force (tests/web/test_quality.py)
 IQA_WRITE = expect(403, iqa=303)
 QUALITY_ROUTES = [
     Route("quality.index", "GET", lambda ctr: "/quality/", expect(403, **QA)),
@@ -335,6 +336,38 @@ QUALITY_ROUTES = [
           prepare=quality_setup),
     Route("quality.report_pdf", "GET", lambda ctr: f"/quality/reports/{ctr.people['iqa'].id}.pdf",
           expect(403, **QA), prepare=quality_setup),
+
+
+def grant_for_eqa(centre: Centre, factory, session) -> None:
+    """Give the EQA inspection access to C, so the administrator can withdraw it."""
+    from datetime import UTC, datetime
+
+    from tracker.services import eqa
+
+    start = datetime.now(UTC) - timedelta(days=1)
+    row = eqa.grant(session, factory.as_admin, {
+        "eqa_id": centre.people["eqa"].id, "candidate_ids": [centre.c.id], "starts_at": start,
+        "ends_at": start + timedelta(days=7), "reason": "Standards verification visit"})
+    session.commit()
+    centre.extra["grant"] = row.id
+
+
+INSPECTION_ROUTES = [
+    Route("grants.index", "GET", lambda ctr: "/admin/eqa-access/", admin_only(200)),
+    admin_post("grants.create", lambda ctr: "/admin/eqa-access/",
+               lambda ctr: {"eqa_id": str(ctr.people["eqa"].id), "candidate_ids": str(ctr.c.id),
+                            "starts_at": f"{today()}T09:00", "ends_at": f"{today()}T17:00",
+                            "reason": "Standards verification visit"}),
+    Route("grants.revoke", "POST", lambda ctr: f"/admin/eqa-access/{ctr.extra.get('grant', NOBODY)}/revoke",
+          admin_only(303), lambda ctr, role: {"reason": "Visit moved"}, "AuditEntry", prepare=grant_for_eqa),
+    # An EQA without a grant in force has nothing to inspect; the administrator sees the centre's records too.
+    Route("inspection.index", "GET", lambda ctr: "/inspection/", expect(403, eqa=200)),
+    Route("inspection.records", "GET", lambda ctr: "/inspection/records", admin_only(200)),
+    Route("inspection.audit", "GET", lambda ctr: "/inspection/audit", admin_only(200)),
+    Route("transfers.index", "GET", lambda ctr: "/admin/packs/", admin_only(200)),
+    Route("transfers.upload", "POST", lambda ctr: "/admin/packs/", admin_only(422), lambda ctr, role: {}),
+    Route("portfolio.pack", "GET", lambda ctr: f"/candidates/{ctr.c.id}/pack",
+          when(**WHOLE, administrator=200, expert_witness=403, witness=403)),
 ]
 
 ROUTES = [
@@ -378,7 +411,11 @@ ROUTES = [
     Route("files.download", "GET", lambda ctr: f"/files/{ctr.photo_sha}/{ctr.photo_name}", when(**WHOLE, **ALONE)),
     *ADMIN_ROUTES,
     *QUALITY_ROUTES,
+    *INSPECTION_ROUTES,
 ]
+# An EQA account is read-only everywhere: every write (all but signing in and out) is refused before anything else.
+ROUTES = [Route(r.endpoint, r.method, r.path, r.statuses | {"eqa": 403}, r.body, r.writes, r.prepare, r.label)
+          if r.method != "GET" and not r.endpoint.startswith("auth.") else r for r in ROUTES]
 CASES = [pytest.param(route, role, id=f"{route.id}-{role}") for route in ROUTES for role in ROLES]
 
 
@@ -464,7 +501,6 @@ def test_unconnected_people_see_no_caseload(client, centre, as_role, role):
     assert "No candidates are assigned to you yet" in page and "Cara Candidate" not in page
 
 
-NOBODY = "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f"  # a well-formed id that names no record
 
 
 @pytest.mark.parametrize("path", [

@@ -1,6 +1,6 @@
 """The IQA pages as people use them: strategy, draw, review, action loop, coverage, report; bad input refused."""
 import re
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pytest
 from sqlalchemy import event, func
@@ -17,6 +17,7 @@ from tracker.models import (
     SampleItem,
     SamplingStrategy,
 )
+from tracker.services import eqa as eqa_service
 from tracker.services import quality
 
 NOBODY = "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f"
@@ -31,6 +32,9 @@ def centre(backend, app, session, factory):
     a = factory.assessor(name="Ann Assessor")
     c = factory.candidate(name="Cara Candidate", assessors=(a,), iqas=(iqa,))
     factory.all_met(a, c)
+    start = datetime.now(UTC) - timedelta(days=1)  # Ezra's inspection visit is in progress
+    eqa_service.grant(session, factory.as_admin, {"eqa_id": eqa.id, "candidate_ids": [c.id], "starts_at": start,
+                                                  "ends_at": start + timedelta(days=7), "reason": "Annual visit"})
     session.commit()
     return {"iqa": iqa, "other": other, "eqa": eqa, "a": a, "c": c}
 

@@ -51,3 +51,8 @@ __all__ += ["Device", "SyncReceipt"]
 from .quality import IqaAction, Sample, SampleItem, SamplingStrategy  # noqa: E402
 
 __all__ += ["IqaAction", "Sample", "SampleItem", "SamplingStrategy"]
+
+# Inspection access and received portfolio packs (appended so concurrent edits above stay clean).
+from .inspection import EqaGrant, EqaGrantCandidate, ImportedPack  # noqa: E402
+
+__all__ += ["EqaGrant", "EqaGrantCandidate", "ImportedPack"]
