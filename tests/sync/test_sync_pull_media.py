@@ -79,3 +79,29 @@ def test_only_an_administrator_deletes_and_only_a_draft(field, session, factory)
     assert stone.candidate_id == field.candidate.id and session.get(Tombstone, evidence_id(draft))
     assert session.get(Evidence, evidence_id(draft)) is None
     assert evidence.get(session, evidence_id(submitted))
+
+
+def test_pull_statement_count_does_not_grow_with_the_caseload(field, session, factory, engine):
+    """A page is read in a fixed number of queries, however many candidates and pieces of evidence it holds."""
+    from sqlalchemy import event
+
+    def statements() -> int:
+        seen = []
+        listener = lambda *args: seen.append(args[2])  # noqa: E731
+        event.listen(engine, "before_cursor_execute", listener)
+        try:
+            pull.pull(session, field.assessor, None, 50)
+        finally:
+            event.remove(engine, "before_cursor_execute", listener)
+        return len(seen)
+
+    for method in ("observation", "work_product"):
+        factory.capture(field.assessor, field.candidate, method)
+    session.commit()
+    few = statements()
+    for _ in range(4):
+        candidate = factory.candidate(assessors=(field.assessor,))
+        for method in ("observation", "work_product"):
+            factory.capture(field.assessor, candidate, method)
+    session.commit()
+    assert statements() == few
