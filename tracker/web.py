@@ -42,15 +42,15 @@ def init_app(app: Flask) -> None:
     app.context_processor(lambda: {"url_rules": _endpoints(app)})
     app.register_error_handler(Refusal, _refused)
     app.register_error_handler(CSRFError, _csrf_failed)
-    from . import (admin, assessment, auth, caseload, evidence, files, grants, home, inspection, portfolio, quality,
-                   transfers)
+    from . import (admin, assessment, auth, caseload, devices, evidence, files, grants, home, inspection, portfolio,
+                   quality, syncing, transfers)
     from .readcache import ReadCache
     from .storage import storage_from_config
 
     app.extensions["storage"] = storage_from_config(app.config, app.instance_path)
     app.extensions["read_cache"] = ReadCache(app.config.get("READ_CACHE_SIZE", 512))
     for module in (auth, home, caseload, portfolio, evidence, assessment, files, admin, quality, grants, inspection,
-                   transfers):
+                   transfers, devices, syncing):
         app.register_blueprint(module.bp)
     # One app-wide check holds every EQA request to its grant, including blueprints added later.
     app.before_request(inspection.guard)

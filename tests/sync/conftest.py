@@ -12,3 +12,20 @@ def field(backend, session, factory):
     assessor = factory.assessor(name="Ann Assessor")
     candidate = factory.candidate(assessors=(assessor,))
     return SimpleNamespace(assessor=assessor, candidate=candidate, device=register(session, assessor))
+
+
+@pytest.fixture
+def centre(app):
+    """The centre's app served over real HTTP on 127.0.0.1; yields its base URL."""
+    from api_support import serve
+
+    with serve(app) as base:
+        yield base
+
+
+@pytest.fixture
+def device(centre):
+    """A fresh field device pointed at the served centre (not signed in yet)."""
+    from api_support import Device
+
+    return Device(centre)

@@ -336,6 +336,7 @@ QUALITY_ROUTES = [
           prepare=quality_setup),
     Route("quality.report_pdf", "GET", lambda ctr: f"/quality/reports/{ctr.people['iqa'].id}.pdf",
           expect(403, **QA), prepare=quality_setup),
+]
 
 
 def grant_for_eqa(centre: Centre, factory, session) -> None:
@@ -368,6 +369,26 @@ INSPECTION_ROUTES = [
     Route("transfers.upload", "POST", lambda ctr: "/admin/packs/", admin_only(422), lambda ctr, role: {}),
     Route("portfolio.pack", "GET", lambda ctr: f"/candidates/{ctr.c.id}/pack",
           when(**WHOLE, administrator=200, expert_witness=403, witness=403)),
+]
+
+
+DEVICE_ID = "01900000-0000-7000-8000-00000000d001"  # made on the device, so any fixed UUID will do
+
+
+def field_device(centre: Centre, factory, session) -> None:
+    """Give assessor A a signed-in field device to withdraw."""
+    from datetime import timedelta as days
+
+    from sync.tokens import issue_token
+
+    issue_token(session, centre.people["assessor_a"], DEVICE_ID, "Ann's tablet", 1, "0004", days(days=90))
+    session.commit()
+
+
+DEVICE_ROUTES = [
+    Route("devices.index", "GET", lambda ctr: "/admin/devices/", admin_only(200), prepare=field_device),
+    Route("devices.revoke", "POST", lambda ctr: f"/admin/devices/{DEVICE_ID}/revoke", admin_only(303),
+          lambda ctr, role: {f"reason-{DEVICE_ID}": "Tablet lost on the bus"}, "AuditEntry", prepare=field_device),
 ]
 
 ROUTES = [
@@ -412,11 +433,28 @@ ROUTES = [
     *ADMIN_ROUTES,
     *QUALITY_ROUTES,
     *INSPECTION_ROUTES,
+    *DEVICE_ROUTES,
 ]
 # An EQA account is read-only everywhere: every write (all but signing in and out) is refused before anything else.
 ROUTES = [Route(r.endpoint, r.method, r.path, r.statuses | {"eqa": 403}, r.body, r.writes, r.prepare, r.label)
           if r.method != "GET" and not r.endpoint.startswith("auth.") else r for r in ROUTES]
 CASES = [pytest.param(route, role, id=f"{route.id}-{role}") for route in ROUTES for role in ROLES]
+
+# The sync API does not use the session cookie: its routes authenticate a device's bearer token, so the roles
+# above do not apply to them. They are covered here by `test_api_ignores_the_session_cookie` (every signed-in
+# role gets 401 token_invalid from every token route, the open ones answer alike for everyone), and their
+# token scoping in tests/sync/test_api_*.py (enrolment by role, revoked and expired tokens, another assessor's
+# candidates and files).
+API_ROUTES = {  # endpoint, method: path, and the status any browser session gets
+    ("syncing.openapi_document", "GET"): ("/api/openapi.json", 200),
+    ("syncing.hello", "GET"): ("/api/v1/hello", 200),
+    ("syncing.enrol", "POST"): ("/api/v1/devices", 400),
+    ("syncing.push", "POST"): ("/api/v1/push", 401),
+    ("syncing.pull", "GET"): ("/api/v1/pull", 401),
+    ("syncing.upload_state", "GET"): ("/api/v1/uploads/" + "a" * 64, 401),
+    ("syncing.upload_part", "PUT"): ("/api/v1/uploads/" + "a" * 64 + "?size=1&offset=0", 401),
+    ("syncing.media", "GET"): ("/api/v1/media/" + "a" * 64, 401),
+}
 
 
 # --- Tests --------------------------------------------------------------------------------------------------------
@@ -429,12 +467,26 @@ def _rules(app) -> set[tuple[str, str]]:
 
 def test_every_route_has_an_expectation(app, centre):
     """Every route and method of the app has a row in the matrix, and every row reaches the route it names."""
-    covered = {(route.endpoint, route.method) for route in ROUTES}
+    covered = {(route.endpoint, route.method) for route in ROUTES} | set(API_ROUTES)
     assert sorted(_rules(app) - covered) == [], "routes without permission tests: add them to ROUTES"
     adapter = app.url_map.bind("localhost")
     for route in ROUTES:
         endpoint, _ = adapter.match(route.path(centre), method=route.method)
         assert endpoint == route.endpoint, route.id
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_api_ignores_the_session_cookie(client, session, centre, as_role, role):
+    """A browser session grants nothing on the sync API: token routes answer 401, open ones the same to all."""
+    as_role(role)
+    before = snapshot(session)
+    headers = {"X-Tracker-Protocol": "1", "X-Tracker-Schema": "0001"}
+    for (endpoint, method), (path, status) in API_ROUTES.items():
+        answer = client.open(path, method=method, headers=headers, json={} if method != "GET" else None)
+        assert answer.status_code == status, (endpoint, role, answer.get_data(as_text=True))
+        if status == 401:
+            assert answer.json["error"] == "token_invalid"
+    assert snapshot(session) == before
 
 
 @pytest.mark.parametrize("route, role", CASES)
