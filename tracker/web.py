@@ -48,6 +48,10 @@ def init_app(app: Flask) -> None:
     app.extensions["storage"] = storage_from_config(app.config, app.instance_path)
     for module in (auth, home, caseload, portfolio, evidence, assessment, files, admin):
         app.register_blueprint(module.bp)
+    if app.config.get("FIELD_MODE"):  # a field device: the Sync page, the status on every page, background sync
+        from . import syncing_device
+
+        syncing_device.init_app(app)
 
 
 def _endpoints(app: Flask) -> frozenset[str]:
