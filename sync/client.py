@@ -364,12 +364,13 @@ def _convert(table: Any, row: dict[str, Any]) -> dict[str, Any]:
         if column.name not in row:
             continue
         value = row[column.name]
+        kind = getattr(column.type, "impl", column.type)  # UTCDateTime and the like decorate a base type
         if value is not None and isinstance(value, str):
-            if isinstance(column.type, Uuid):
+            if isinstance(kind, Uuid):
                 value = uuid.UUID(value)
-            elif isinstance(column.type, DateTime):
+            elif isinstance(kind, DateTime):
                 value = datetime.fromisoformat(value)
-            elif isinstance(column.type, Date):
+            elif isinstance(kind, Date):
                 value = date.fromisoformat(value)
         out[column.name] = value
     return out

@@ -12,3 +12,23 @@ def field(backend, session, factory):
     assessor = factory.assessor(name="Ann Assessor")
     candidate = factory.candidate(assessors=(assessor,))
     return SimpleNamespace(assessor=assessor, candidate=candidate, device=register(session, assessor))
+
+
+# --- Field devices (the device side of sync) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def device(field, session, tmp_path):
+    """The assessor's field device: its own SQLite file, enrolled, first pull applied, talking to the centre."""
+    from device_support import InProcessCentre, make_device
+    from sync.client import Client
+    from sync_support import TODAY
+    from tracker.storage import LocalStorage
+
+    session.commit()
+    engine = make_device(tmp_path, session, field.device)
+    centre = InProcessCentre(session.get_bind(), field.device.id, TODAY)
+    storage = LocalStorage(tmp_path / "device" / "media")
+    yield SimpleNamespace(engine=engine, centre=centre, storage=storage,
+                          client=lambda transport=None: Client(engine, storage, transport or centre, "token"))
+    engine.dispose()
