@@ -151,3 +151,37 @@ def table_counts(engine: Engine, *models: type[SQLModel]) -> dict[str, int]:
 
     with Session(engine) as session:
         return {m.__tablename__: session.exec(select(func.count()).select_from(m)).one() for m in models}
+
+
+def wsgi(centre: Callable) -> Callable:
+    """Serve a transport-shaped centre over WSGI, so a device can reach it over real HTTP."""
+    from urllib.parse import parse_qsl
+
+    def app(environ: dict, start_response: Callable) -> list[bytes]:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+        body = environ["wsgi.input"].read(length) if length else None
+        query = dict(parse_qsl(environ.get("QUERY_STRING", "")))
+        answer = centre(environ["REQUEST_METHOD"], environ["PATH_INFO"], query=query, body=body, headers={})
+        start_response(f"{answer.status} X", [("Content-Type", answer.headers.get("content-type", "text/plain")),
+                                              ("Content-Length", str(len(answer.body)))])
+        return [answer.body]
+
+    return app
+
+
+class Served:
+    """A WSGI app served by waitress on 127.0.0.1 in a daemon thread."""
+
+    def __init__(self, app: Callable):
+        import threading
+
+        from waitress.server import create_server
+
+        self.server = create_server(app, host="127.0.0.1", port=0, threads=4)
+        self.url = f"http://127.0.0.1:{self.server.effective_port}"
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        """Stop serving."""
+        self.server.close()
