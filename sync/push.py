@@ -18,6 +18,7 @@ must not send the answers unless the commit succeeds. If the device's lock canno
 rolled back and every item is answered ``server_busy``, to be sent again.
 """
 import logging
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,12 +27,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from tracker.audit import Actor
 from tracker.errors import InvalidInput, NotPermitted, Refusal
 from tracker.hashing import content_hash
-from tracker.models import Device, Evidence, SyncReceipt, User, utcnow
+from tracker.models import Blob, Device, Evidence, SyncReceipt, Tombstone, User, utcnow
 from tracker.services import evidence, validate
 from tracker.services.evidence import SHA256, SignatureIn
 
@@ -40,6 +41,7 @@ from .tokens import revoked_refusal
 log = logging.getLogger(__name__)
 
 APPLIED, DUPLICATE, CONFLICT, REFUSED, HELD = "applied", "duplicate", "conflict", "refused", "held"
+SHA256_RE = re.compile(SHA256)
 CONFLICT_CODES = frozenset({"conflict", "out_of_date"})  # the services' answers for "someone else changed it"
 RETRY = "The device will send it again; nothing has been lost."
 
@@ -188,7 +190,60 @@ def _process(session: Session, device: Device, actor: Actor, item: _Item, expect
         # Not kept: the device sends it again once the gap is closed (G12).
         return _verdict(item, HELD, "gap", f"Item {item.seq} waits for item {expected} from this device; it will "
                                            "be applied after that one arrives."), False
+    if deleted := _tombstoned(session, item):
+        # Not recreated, and kept, so every repeat of the item gets the same answer (G15).
+        verdict = _verdict(item, REFUSED, "deleted", f"This evidence was deleted at the centre ({deleted}); it "
+                                                     "has not been recreated.")
+        _keep(session, device, item, verdict)
+        return verdict, True
+    if absent := _missing_media(session, item):
+        # Not kept: the device uploads the files and sends the item again (G6).
+        return _verdict(item, HELD, "media_missing", f"{len(absent)} attached file(s) have not reached the centre "
+                                                     "yet; the item will be applied once they have.",
+                        {"missing": sorted(absent)}), False
     return _apply(session, device, actor, item)
+
+
+def _evidence_id(item: _Item) -> uuid.UUID | None:
+    """Return the evidence an item concerns, if its payload names one."""
+    payload = item.payload if isinstance(item.payload, dict) else {}
+    raw = payload.get("id") if item.kind == "evidence.capture" else payload.get("evidence_id")
+    try:
+        return uuid.UUID(str(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+def _tombstoned(session: Session, item: _Item) -> str | None:
+    """Return why the item's evidence was deleted at the centre, or None if it was not."""
+    evidence_id = _evidence_id(item)
+    stone = session.get(Tombstone, evidence_id) if evidence_id else None
+    return None if stone is None else (stone.reason or "withdrawn")
+
+
+def _declared_media(payload: Any) -> set[str]:
+    """Return the sha256 of every file an item's payload declares: attachments and signature images."""
+    found: set[str] = set()
+    if not isinstance(payload, dict):
+        return found
+    for holder in (payload, payload.get("content")):
+        if isinstance(holder, dict) and isinstance(holder.get("attachments"), list):
+            found |= {a["sha256"] for a in holder["attachments"] if isinstance(a, dict)
+                      and isinstance(a.get("sha256"), str) and SHA256_RE.match(a["sha256"])}
+    signatures = list(payload.get("signatures") or []) if isinstance(payload.get("signatures"), list) else []
+    if isinstance(payload.get("signature"), dict):
+        signatures.append(payload["signature"])
+    found |= {s["image_sha256"] for s in signatures if isinstance(s, dict)
+              and isinstance(s.get("image_sha256"), str) and SHA256_RE.match(s["image_sha256"])}
+    return found
+
+
+def _missing_media(session: Session, item: _Item) -> set[str]:
+    """Return the declared files the centre does not hold whole yet."""
+    declared = _declared_media(item.payload)
+    if not declared:
+        return set()
+    return declared - set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(declared))))
 
 
 def _replay(session: Session, device: Device, item: _Item, receipt: SyncReceipt) -> Verdict:

@@ -18,7 +18,7 @@ def field(backend, session, factory):
 
 
 @pytest.fixture
-def device(field, session, tmp_path):
+def tablet(field, session, tmp_path):
     """The assessor's field device: its own SQLite file, enrolled, first pull applied, talking to the centre."""
     from device_support import InProcessCentre, make_device
     from sync.client import Client
@@ -32,3 +32,20 @@ def device(field, session, tmp_path):
     yield SimpleNamespace(engine=engine, centre=centre, storage=storage,
                           client=lambda transport=None: Client(engine, storage, transport or centre, "token"))
     engine.dispose()
+
+
+@pytest.fixture
+def centre(app):
+    """The centre's app served over real HTTP on 127.0.0.1; yields its base URL."""
+    from api_support import serve
+
+    with serve(app) as base:
+        yield base
+
+
+@pytest.fixture
+def device(centre):
+    """A fresh field device pointed at the served centre (not signed in yet)."""
+    from api_support import Device
+
+    return Device(centre)

@@ -25,17 +25,17 @@ from tracker.services import evidence as service
 from tracker.services import people
 
 
-def capture(device, field, factory, method="observation", **overrides) -> uuid.UUID:
+def capture(tablet, field, factory, method="observation", **overrides) -> uuid.UUID:
     """Record evidence (an observation by default) on the device, committed; return its id."""
-    with Session(device.engine, expire_on_commit=False) as s:
+    with Session(tablet.engine, expire_on_commit=False) as s:
         me = Actor(s.get(User, field.assessor.id), today=TODAY)
         item = service.capture(s, me, factory.evidence_data(field.candidate, method, **overrides))
         s.commit()
         return item.id
 
 
-def items(device) -> list[OutboxItem]:
-    with Session(device.engine) as s:
+def items(tablet) -> list[OutboxItem]:
+    with Session(tablet.engine) as s:
         return list(s.exec(select(OutboxItem).order_by(OutboxItem.seq)))
 
 
@@ -43,22 +43,22 @@ def on_centre(session, evidence_id) -> int:
     return session.exec(select(func.count()).select_from(Evidence).where(Evidence.id == evidence_id)).one()
 
 
-def state(device) -> SyncState:
-    with Session(device.engine) as s:
+def state(tablet) -> SyncState:
+    with Session(tablet.engine) as s:
         return s.get(SyncState, 1)
 
 
 @pytest.mark.parametrize("fault", ["drop", "504", "html200", "bare200", "cut", "timeout"])
-def test_no_explicit_acknowledgement_leaves_the_item_unsent(device, field, factory, session, fault):
+def test_no_explicit_acknowledgement_leaves_the_item_unsent(tablet, field, factory, session, fault):
     """Test 4: the centre may have committed, but without a verdict the item stays unsent; the retry is a duplicate."""
-    evidence_id = capture(device, field, factory)
-    report = device.client(Faulty(device.centre, [fault])).sync()
+    evidence_id = capture(tablet, field, factory)
+    report = tablet.client(Faulty(tablet.centre, [fault])).sync()
     assert report.error and "could not be reached" in report.error
-    [item] = items(device)
+    [item] = items(tablet)
     assert item.state == "attempted" and item.attempts == 1
-    assert state(device).last_error == report.error
-    assert device.client().sync().ok
-    [item] = items(device)
+    assert state(tablet).last_error == report.error
+    assert tablet.client().sync().ok
+    [item] = items(tablet)
     assert item.state == "sent"
     assert item.code is None or fault == "timeout" or item.message == "Already received; nothing was changed."
     assert on_centre(session, evidence_id) == 1
@@ -66,43 +66,43 @@ def test_no_explicit_acknowledgement_leaves_the_item_unsent(device, field, facto
         AuditEntry.entity_id == str(evidence_id), AuditEntry.action == "evidence.captured")).one() == 1
 
 
-def test_a_refused_item_is_parked_with_its_reason_and_the_queue_moves_on(device, field, factory, session):
+def test_a_refused_item_is_parked_with_its_reason_and_the_queue_moves_on(tablet, field, factory, session):
     """G18, G20: an observer whose eligibility was withdrawn meanwhile is refused; later items still sync."""
-    bad = capture(device, field, factory)
+    bad = capture(tablet, field, factory)
     for row in session.exec(select(AssessorQualification).where(
             AssessorQualification.user_id == field.assessor.id)):
         session.delete(row)
     session.commit()
-    later = capture(device, field, factory, method="professional_discussion", setting=None)
-    report = device.client().sync()
+    later = capture(tablet, field, factory, method="professional_discussion", setting=None)
+    report = tablet.client().sync()
     assert not report.ok and report.error is None
-    first, second = items(device)
+    first, second = items(tablet)
     assert (first.state, first.code) == ("parked", "observer_not_eligible")
     assert first.message and len(report.parked) == 1
     assert second.state in ("sent", "parked")
     assert on_centre(session, bad) == 0
-    with Session(device.engine) as s:  # what the assessor wrote is still on the device
+    with Session(tablet.engine) as s:  # what the assessor wrote is still on the device
         assert s.get(Evidence, bad) is not None
     del later
 
 
 @pytest.mark.parametrize(("status", "code", "needs"), [(401, "token_revoked", "sign_in"),
                                                        (426, "upgrade_required", "update")])
-def test_sign_in_again_or_update_keeps_the_queue(device, field, factory, status, code, needs):
-    capture(device, field, factory)
-    report = device.client(lambda *a, **k: json_answer(status, {"error": code, "message": "no"})).sync()
+def test_sign_in_again_or_update_keeps_the_queue(tablet, field, factory, status, code, needs):
+    capture(tablet, field, factory)
+    report = tablet.client(lambda *a, **k: json_answer(status, {"error": code, "message": "no"})).sync()
     assert report.error and not report.ok
-    assert state(device).needs == needs
-    [item] = items(device)
+    assert state(tablet).needs == needs
+    [item] = items(tablet)
     assert item.state == "attempted"
-    assert device.client().sync().ok
-    assert state(device).needs is None and state(device).last_success_at is not None
+    assert tablet.client().sync().ok
+    assert state(tablet).needs is None and state(tablet).last_success_at is not None
 
 
-def test_out_of_order_arrival_ends_as_in_order(device, field, factory, session):
+def test_out_of_order_arrival_ends_as_in_order(tablet, field, factory, session):
     """Test 8: a create and two updates, the create arriving last, end as if sent in order."""
-    evidence_id = capture(device, field, factory, submit=False)
-    with Session(device.engine, expire_on_commit=False) as s:
+    evidence_id = capture(tablet, field, factory, submit=False)
+    with Session(tablet.engine, expire_on_commit=False) as s:
         me = Actor(s.get(User, field.assessor.id), today=TODAY)
         for n, title in ((1, "Second"), (2, "Third")):
             content = {k: v for k, v in factory.evidence_data(field.candidate, "observation", title=title).items()
@@ -116,13 +116,13 @@ def test_out_of_order_arrival_ends_as_in_order(device, field, factory, session):
             data = json.loads(body)
             data["items"] = list(reversed(data["items"]))[:2]  # the updates arrive, the create does not
             reorder.done = True
-            return device.centre(method, path, body=json.dumps(data).encode(), **kw)
-        return device.centre(method, path, body=body, **kw)
+            return tablet.centre(method, path, body=json.dumps(data).encode(), **kw)
+        return tablet.centre(method, path, body=body, **kw)
 
     reorder.done = False
-    device.client(reorder).sync()
-    assert [i.state for i in items(device)] == ["attempted", "held", "held"]
-    assert device.client().sync().ok
+    tablet.client(reorder).sync()
+    assert [i.state for i in items(tablet)] == ["attempted", "held", "held"]
+    assert tablet.client().sync().ok
     item = session.get(Evidence, evidence_id, populate_existing=True)
     assert item.current_version == 3
     titles = session.exec(select(EvidenceVersion.title).where(EvidenceVersion.evidence_id == evidence_id)
@@ -131,11 +131,11 @@ def test_out_of_order_arrival_ends_as_in_order(device, field, factory, session):
     assert session.exec(select(func.count()).select_from(SyncReceipt)).one() == 3
 
 
-def test_a_sync_with_nothing_to_do_is_one_pull(device):
-    device.client().sync()
-    device.centre.requests.clear()
-    report = device.client().sync()
-    assert report.ok and device.centre.requests == [("GET", "/api/v1/pull")]
+def test_a_sync_with_nothing_to_do_is_one_pull(tablet):
+    tablet.client().sync()
+    tablet.centre.requests.clear()
+    report = tablet.client().sync()
+    assert report.ok and tablet.centre.requests == [("GET", "/api/v1/pull")]
 
 
 # --- Pull ----------------------------------------------------------------------------------------------------
@@ -146,27 +146,27 @@ def page_of(session, cursor, **tables):
     return nothing_to_do(cursor) | {"tables": {t: rows_of(session, t) for t in tables}}
 
 
-def test_a_page_and_its_cursor_are_applied_together(device, field, factory, session):
+def test_a_page_and_its_cursor_are_applied_together(tablet, field, factory, session):
     """Test 9: interrupted between receiving and applying a page, nothing is applied and the cursor stays."""
     made = factory.capture(field.assessor, field.candidate, "observation", title="Made at the centre")
     session.commit()
     page = page_of(session, "7", evidence=1, evidenceversion=1, evidencecriterion=1)
-    device.centre.pages.append(page)
+    tablet.centre.pages.append(page)
 
     def cut(_page):
         raise ConnectionResetError("power cut")
 
     with pytest.raises(ConnectionResetError):
-        device.client().pull(before_apply=cut)
-    with Session(device.engine) as s:
+        tablet.client().pull(before_apply=cut)
+    with Session(tablet.engine) as s:
         assert s.get(Evidence, made.id) is None and s.get(SyncState, 1).cursor == "1"
-    device.centre.pages.append(page)
-    device.client().pull()
-    with Session(device.engine) as s:
+    tablet.centre.pages.append(page)
+    tablet.client().pull()
+    with Session(tablet.engine) as s:
         assert s.get(Evidence, made.id) is not None and s.get(SyncState, 1).cursor == "7"
 
 
-def test_killed_between_data_and_cursor_applies_neither(device, field, factory, session, monkeypatch):
+def test_killed_between_data_and_cursor_applies_neither(tablet, field, factory, session, monkeypatch):
     """Test 9: the rows and the cursor are one transaction, so a failure after the rows leaves neither."""
     made = factory.capture(field.assessor, field.candidate, "observation")
     session.commit()
@@ -180,46 +180,46 @@ def test_killed_between_data_and_cursor_applies_neither(device, field, factory, 
 
     monkeypatch.setattr(Session, "get", dies)
     with pytest.raises(SystemExit):
-        apply_page(device.engine, page)
+        apply_page(tablet.engine, page)
     monkeypatch.setattr(Session, "get", real_get)
-    with Session(device.engine) as s:
+    with Session(tablet.engine) as s:
         assert s.get(Evidence, made.id) is None and s.get(SyncState, 1).cursor == "1"
-    apply_page(device.engine, page)
-    apply_page(device.engine, page)  # applied again: still one row each
-    with Session(device.engine) as s:
+    apply_page(tablet.engine, page)
+    apply_page(tablet.engine, page)  # applied again: still one row each
+    with Session(tablet.engine) as s:
         assert s.exec(select(func.count()).select_from(EvidenceVersion).where(
             EvidenceVersion.evidence_id == made.id)).one() == 1
 
 
-def test_a_pull_never_overwrites_unsent_local_changes(device, field, factory, session):
+def test_a_pull_never_overwrites_unsent_local_changes(tablet, field, factory, session):
     """G11: the centre's older copy of evidence with an unsent revision does not replace the device's."""
-    evidence_id = capture(device, field, factory, submit=False, title="Mine")
-    assert device.client().sync().ok
+    evidence_id = capture(tablet, field, factory, submit=False, title="Mine")
+    assert tablet.client().sync().ok
     page = page_of(session, "5", evidence=1, evidenceversion=1)
-    with Session(device.engine, expire_on_commit=False) as s:
+    with Session(tablet.engine, expire_on_commit=False) as s:
         me = Actor(s.get(User, field.assessor.id), today=TODAY)
         content = {k: v for k, v in factory.evidence_data(field.candidate, "observation", title="Newer").items()
                    if k not in ("candidate_id", "unit", "method", "submit", "signatures")}
         service.revise(s, me, evidence_id, content, base_version=1)
         s.commit()
-    apply_page(device.engine, page)
-    with Session(device.engine) as s:
+    apply_page(tablet.engine, page)
+    with Session(tablet.engine) as s:
         assert s.get(Evidence, evidence_id).current_version == 2
 
 
-def test_removed_candidates_leave_the_device_but_the_queue_stays(device, field, factory, session):
+def test_removed_candidates_leave_the_device_but_the_queue_stays(tablet, field, factory, session):
     """G16: a candidate out of scope is deleted from the device; unsent items stay for the centre to answer."""
-    evidence_id = capture(device, field, factory)
-    apply_page(device.engine, nothing_to_do("3") | {"removed": {"candidate": [str(field.candidate.id)]}})
-    with Session(device.engine) as s:
+    evidence_id = capture(tablet, field, factory)
+    apply_page(tablet.engine, nothing_to_do("3") | {"removed": {"candidate": [str(field.candidate.id)]}})
+    with Session(tablet.engine) as s:
         assert s.get(Candidate, field.candidate.id) is None and s.get(Evidence, evidence_id) is None
-    assert [i.state for i in items(device)] == ["pending"]
+    assert [i.state for i in items(tablet)] == ["pending"]
 
 
-def test_resync_required_rebuilds_and_requeues_what_the_centre_lost(device, field, factory, session):
+def test_resync_required_rebuilds_and_requeues_what_the_centre_lost(tablet, field, factory, session):
     """G10: a centre restored from backup lost evidence the device had sent; the device sends it again."""
-    evidence_id = capture(device, field, factory)
-    assert device.client().sync().ok
+    evidence_id = capture(tablet, field, factory)
+    assert tablet.client().sync().ok
     calls = []
 
     def restored(method, path, *, query=None, **kw):
@@ -229,10 +229,10 @@ def test_resync_required_rebuilds_and_requeues_what_the_centre_lost(device, fiel
         if path == "/api/v1/pull":  # the restored centre's full snapshot: the candidate, without the evidence
             return json_answer(200, nothing_to_do("2") | {"reset": True, "tables": {
                 "candidate": [r for r in rows_of(session, "candidate") if r["id"] == str(field.candidate.id)]}})
-        return device.centre(method, path, query=query, **kw)
+        return tablet.centre(method, path, query=query, **kw)
 
-    device.client(restored).pull()
+    tablet.client(restored).pull()
     assert "after" not in calls[-1]
-    requeued = [i for i in items(device) if i.state == "pending"]
+    requeued = [i for i in items(tablet) if i.state == "pending"]
     assert [(i.kind, i.evidence_id) for i in requeued] == [("evidence.capture", evidence_id)]
-    assert state(device).cursor == "2"
+    assert state(tablet).cursor == "2"

@@ -25,14 +25,14 @@ from tracker.models import (
 
 
 @pytest.fixture
-def field_app(device, tmp_path):
+def field_app(tablet, tmp_path):
     """The tracker running on the device, in field mode, its sync going to the in-process centre."""
     from tracker import create_app
 
     app = create_app({"TESTING": True, "SECRET_KEY": "device-secret", "FIELD_MODE": True,
-                      "SYNC_IN_BACKGROUND": False, "DATABASE_URL": str(device.engine.url),
+                      "SYNC_IN_BACKGROUND": False, "DATABASE_URL": str(tablet.engine.url),
                       "MEDIA_ROOT": str(tmp_path / "device" / "media")}, instance=tmp_path / "device")
-    app.extensions["sync_transport"] = device.centre
+    app.extensions["sync_transport"] = tablet.centre
     yield app
     app.extensions["engine"].dispose()
 
@@ -71,7 +71,7 @@ def record_observation(browser, field, **changes):
     return browser.post(url, data=data, content_type="multipart/form-data")
 
 
-def test_status_on_every_page_and_the_sync_page_lists_waiting_items(browser, field, device):
+def test_status_on_every_page_and_the_sync_page_lists_waiting_items(browser, field, tablet):
     answer = record_observation(browser, field)
     assert answer.status_code == 303, text(answer)
     home = text(browser.get("/"))
@@ -82,10 +82,10 @@ def test_status_on_every_page_and_the_sync_page_lists_waiting_items(browser, fie
     assert fragment.lstrip().startswith('<section id="sync-items"')
 
 
-def test_offline_observation_with_photos_arrives_whole_on_sync_now(browser, field, device, session, tmp_path):
+def test_offline_observation_with_photos_arrives_whole_on_sync_now(browser, field, tablet, session, tmp_path):
     """Recorded with the network cut, then "Sync now": the centre has it, its photos (same hashes), its criteria."""
     assert record_observation(browser, field).status_code == 303
-    with Session(device.engine) as s:
+    with Session(tablet.engine) as s:
         local = s.exec(select(Evidence)).one()
         local_version = s.exec(select(EvidenceVersion).where(EvidenceVersion.evidence_id == local.id)).one()
         hashes = sorted(a.sha256 for a in local_version.attachments)
@@ -97,7 +97,7 @@ def test_offline_observation_with_photos_arrives_whole_on_sync_now(browser, fiel
     assert sorted(a.sha256 for a in session.exec(select(Attachment).where(Attachment.version_id == version.id))) \
         == hashes
     for sha in hashes:  # the bytes the centre received hash to the declared sha256
-        assert hashlib.sha256(device.centre.uploads[sha]).hexdigest() == sha
+        assert hashlib.sha256(tablet.centre.uploads[sha]).hexdigest() == sha
     assert len(session.exec(select(EvidenceCriterion).where(EvidenceCriterion.version_id == version.id)).all()) == 2
     assert sorted(session.exec(select(Signature.kind).where(Signature.version_id == version.id))) == [
         "countersignature", "observer"]
@@ -106,7 +106,7 @@ def test_offline_observation_with_photos_arrives_whole_on_sync_now(browser, fiel
     assert len(session.exec(select(EvidenceVersion).where(EvidenceVersion.evidence_id == local.id)).all()) == 1
 
 
-def test_withdrawn_eligibility_is_shown_with_its_reason_and_the_record_stays_readable(browser, field, device,
+def test_withdrawn_eligibility_is_shown_with_its_reason_and_the_record_stays_readable(browser, field, tablet,
                                                                                        session):
     assert record_observation(browser, field).status_code == 303
     for row in session.exec(select(AssessorQualification).where(
@@ -117,14 +117,14 @@ def test_withdrawn_eligibility_is_shown_with_its_reason_and_the_record_stays_rea
     answer = text(browser.post("/sync/now", data={"csrf_token": token}, follow_redirects=True))
     assert "need your attention" in answer and "observer_not_eligible" in answer
     assert "Check the observer's eligibility" in answer
-    with Session(device.engine) as s:
+    with Session(tablet.engine) as s:
         evidence_id = s.exec(select(Evidence.id)).one()
     assert session.get(Evidence, evidence_id) is None
     detail = browser.get(f"/evidence/{evidence_id}")
     assert detail.status_code == 200 and "Review with Mrs B, recorded offline" in text(detail)
 
 
-def test_discarding_a_parked_item_needs_confirmation_and_keeps_a_copy(browser, field, device, session):
+def test_discarding_a_parked_item_needs_confirmation_and_keeps_a_copy(browser, field, tablet, session):
     assert record_observation(browser, field).status_code == 303
     for row in session.exec(select(AssessorQualification).where(
             AssessorQualification.user_id == field.assessor.id)):
@@ -132,14 +132,14 @@ def test_discarding_a_parked_item_needs_confirmation_and_keeps_a_copy(browser, f
     session.commit()
     token = form_token(text(browser.get("/sync/")))
     browser.post("/sync/now", data={"csrf_token": token})
-    with Session(device.engine) as s:
+    with Session(tablet.engine) as s:
         item = s.exec(select(OutboxItem)).one()
     url = f"/sync/items/{item.item_id}/discard"
     answer = text(browser.post(url, data={"csrf_token": token}, follow_redirects=True))
     assert "Tick the box to confirm" in answer and "observer_not_eligible" in answer
     answer = text(browser.post(url, data={"csrf_token": token, "confirm": "yes"}, follow_redirects=True))
     assert "A copy is kept in this device's audit log" in answer and "Nothing is waiting" in answer
-    with Session(device.engine) as s:
+    with Session(tablet.engine) as s:
         entry = s.exec(select(AuditEntry).where(AuditEntry.action == "sync.discarded")).one()
         assert entry.details["payload"]["title"] == "Review with Mrs B, recorded offline"
         assert entry.details["code"] == "observer_not_eligible"
@@ -152,9 +152,9 @@ def test_discarding_a_forged_item_is_not_found(browser, path):
     assert browser.post(path, data={"csrf_token": token, "confirm": "yes"}).status_code == 404
 
 
-def test_a_pending_item_cannot_be_discarded(browser, field, device):
+def test_a_pending_item_cannot_be_discarded(browser, field, tablet):
     assert record_observation(browser, field).status_code == 303
-    with Session(device.engine) as s:
+    with Session(tablet.engine) as s:
         item = s.exec(select(OutboxItem)).one()
     token = form_token(text(browser.get("/sync/")))
     assert browser.post(f"/sync/items/{item.item_id}/discard",

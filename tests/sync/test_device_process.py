@@ -26,17 +26,17 @@ def run_device(url: str, server: str, batch: int) -> subprocess.Popen:
 
 
 @pytest.mark.parametrize("seed", [1, 2])
-def test_sigkilled_pushes_end_with_every_record_once(device, field, factory, session, seed):
+def test_sigkilled_pushes_end_with_every_record_once(tablet, field, factory, session, seed):
     rng = random.Random(seed)
-    with Session(device.engine, expire_on_commit=False) as s:
+    with Session(tablet.engine, expire_on_commit=False) as s:
         me = Actor(s.get(User, field.assessor.id), today=TODAY)
         ids = []
         for n in range(30):
             ids.append(service.capture(s, me, factory.evidence_data(field.candidate, "observation",
                                                                     title=f"Visit {n}")).id)
             s.commit()
-    served = Served(wsgi(device.centre))
-    url = str(device.engine.url)
+    served = Served(wsgi(tablet.centre))
+    url = str(tablet.engine.url)
     try:
         for _ in range(6):  # killed at random moments: before, during and after requests and commits
             process = run_device(url, served.url, batch=3)
@@ -50,5 +50,5 @@ def test_sigkilled_pushes_end_with_every_record_once(device, field, factory, ses
         served.close()
     assert session.exec(select(func.count()).select_from(Evidence).where(Evidence.id.in_(ids))).one() == 30
     assert session.exec(select(func.count()).select_from(SyncReceipt)).one() == 30
-    with Session(device.engine) as s:
+    with Session(tablet.engine) as s:
         assert s.exec(select(func.count()).select_from(OutboxItem).where(OutboxItem.state != "sent")).one() == 0

@@ -308,6 +308,22 @@ ROUTES = [
 ]
 CASES = [pytest.param(route, role, id=f"{route.id}-{role}") for route in ROUTES for role in ROLES]
 
+# The sync API does not use the session cookie: its routes authenticate a device's bearer token, so the roles
+# above do not apply to them. They are covered here by `test_api_ignores_the_session_cookie` (every signed-in
+# role gets 401 token_invalid from every token route, the open ones answer alike for everyone), and their
+# token scoping in tests/sync/test_api_*.py (enrolment by role, revoked and expired tokens, another assessor's
+# candidates and files).
+API_ROUTES = {  # endpoint, method: path, and the status any browser session gets
+    ("syncing.openapi_document", "GET"): ("/api/openapi.json", 200),
+    ("syncing.hello", "GET"): ("/api/v1/hello", 200),
+    ("syncing.enrol", "POST"): ("/api/v1/devices", 400),
+    ("syncing.push", "POST"): ("/api/v1/push", 401),
+    ("syncing.pull", "GET"): ("/api/v1/pull", 401),
+    ("syncing.upload_state", "GET"): ("/api/v1/uploads/" + "a" * 64, 401),
+    ("syncing.upload_part", "PUT"): ("/api/v1/uploads/" + "a" * 64 + "?size=1&offset=0", 401),
+    ("syncing.media", "GET"): ("/api/v1/media/" + "a" * 64, 401),
+}
+
 
 # --- Tests --------------------------------------------------------------------------------------------------------
 
@@ -319,12 +335,26 @@ def _rules(app) -> set[tuple[str, str]]:
 
 def test_every_route_has_an_expectation(app, centre):
     """Every route and method of the app has a row in the matrix, and every row reaches the route it names."""
-    covered = {(route.endpoint, route.method) for route in ROUTES}
+    covered = {(route.endpoint, route.method) for route in ROUTES} | set(API_ROUTES)
     assert sorted(_rules(app) - covered) == [], "routes without permission tests: add them to ROUTES"
     adapter = app.url_map.bind("localhost")
     for route in ROUTES:
         endpoint, _ = adapter.match(route.path(centre), method=route.method)
         assert endpoint == route.endpoint, route.id
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_api_ignores_the_session_cookie(client, session, centre, as_role, role):
+    """A browser session grants nothing on the sync API: token routes answer 401, open ones the same to all."""
+    as_role(role)
+    before = snapshot(session)
+    headers = {"X-Tracker-Protocol": "1", "X-Tracker-Schema": "0001"}
+    for (endpoint, method), (path, status) in API_ROUTES.items():
+        answer = client.open(path, method=method, headers=headers, json={} if method != "GET" else None)
+        assert answer.status_code == status, (endpoint, role, answer.get_data(as_text=True))
+        if status == 401:
+            assert answer.json["error"] == "token_invalid"
+    assert snapshot(session) == before
 
 
 @pytest.mark.parametrize("route, role", CASES)

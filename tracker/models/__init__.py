@@ -43,6 +43,6 @@ __all__ = [
 ]
 
 # Field sync (appended so concurrent edits above stay clean).
-from .sync import Device, OutboxItem, SyncReceipt, SyncState  # noqa: E402
+from .sync import Device, OutboxItem, SyncReceipt, SyncState, Tombstone, Upload  # noqa: E402
 
-__all__ += ["Device", "OutboxItem", "SyncReceipt", "SyncState"]
+__all__ += ["Device", "OutboxItem", "SyncReceipt", "SyncState", "Tombstone", "Upload"]

@@ -72,3 +72,25 @@ class SyncState(SQLModel, table=True):
     last_attempt_at: datetime | None = None
     last_error: str | None = Field(default=None, sa_type=Text)
     needs: str | None = Field(default=None, max_length=20)  # "sign_in" or "update" when the centre said so
+
+
+class Tombstone(SQLModel, table=True):
+    """A record deleted on the centre, kept so that a late retry from a device never brings it back."""
+
+    entity_id: uuid.UUID = Field(primary_key=True)  # the deleted record's id (made on the device for evidence)
+    entity_type: str = Field(max_length=40)
+    candidate_id: uuid.UUID | None = Field(default=None, index=True)
+    deleted_by_id: uuid.UUID | None = Field(default=None, foreign_key="user_account.id")
+    reason: str = Field(default="", max_length=500)
+    deleted_at: datetime = Field(default_factory=utcnow)
+
+
+class Upload(SQLModel, table=True):
+    """A file a device is sending in parts, named by the sha256 it declared; gone once the blob is stored."""
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    size: int  # the total the device declared
+    received: int = 0  # bytes written to the spool file so far, always a prefix of the file
+    device_id: uuid.UUID | None = Field(default=None, foreign_key="device.id")
+    started_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)

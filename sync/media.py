@@ -1,0 +1,256 @@
+"""The centre's side of media sync: files sent in resumable parts, verified, then stored by their sha256 (G6, G7).
+
+A device names each file by the sha256 of its bytes and declares its total size. Parts arrive in order, each at
+the offset where the last one ended; a part that repeats bytes already received is harmless, a part that would
+leave a gap is refused with the number of bytes received so far. Parts are appended to a spool file, never held
+whole in memory. When the last byte arrives the file is hashed again, its real type is sniffed, its type's size
+limit applied, and a photo that still carries EXIF or GPS metadata is refused: devices clean photos with the same
+media pipeline before they are queued, so the centre stores the bytes as they are and the hashes match on both
+sides. A refused file is discarded whole; the device starts it again.
+"""
+import hashlib
+import logging
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from tracker import media as pipeline
+from tracker.audit import Actor, record
+from tracker.errors import InvalidInput, Refusal
+from tracker.models import Blob, Upload, utcnow
+from tracker.storage import CHUNK, HEAD, MB, SHA256, Storage
+from tracker.storage import record as record_blob
+
+log = logging.getLogger(__name__)
+
+PART = 8 * MB  # the largest part one request may carry
+LIMITS = dict(pipeline.LIMITS)
+LARGEST = max(LIMITS.values())
+METADATA_KEYS = ("exif", "xmp", "XML:com.adobe.xmp", "gps", "GPSInfo")
+
+
+class MediaRefused(Refusal):
+    """An upload the centre will not take, with the code the device acts on and any extra answer fields."""
+
+    kind = "media"
+
+    def __init__(self, code: str, message: str, **extra: Any):
+        super().__init__(code, message)
+        self.extra = extra
+
+
+@dataclass(frozen=True)
+class UploadState:
+    """How much of a file the centre has."""
+
+    sha256: str
+    size: int | None
+    received: int
+    complete: bool
+
+    def as_dict(self) -> dict[str, Any]:
+        """Return the state as plain JSON data."""
+        return {"sha256": self.sha256, "size": self.size, "received": self.received, "complete": self.complete}
+
+
+def limits() -> dict[str, int]:
+    """Return the size limits the centre advertises: per type, per part."""
+    return {**LIMITS, "part": PART}
+
+
+def check_hash(sha256: str) -> str:
+    """Return a well-formed lower-case sha256 hex name, or refuse it."""
+    if not isinstance(sha256, str) or not SHA256.match(sha256):
+        raise InvalidInput("A file is named by the sha256 of its bytes: 64 lower-case hexadecimal characters.",
+                           field="sha256")
+    return sha256
+
+
+def spool_path(storage: Storage, sha256: str) -> Path:
+    """Return where the parts of a file are gathered (beside the store, so finishing is a link, not a copy)."""
+    return Path(storage.spool_dir) / "parts" / check_hash(sha256)
+
+
+def state(session: Session, storage: Storage, sha256: str) -> UploadState:
+    """Return what the centre holds of a file: complete, part-way, or nothing yet."""
+    check_hash(sha256)
+    if session.get(Blob, sha256) is not None:
+        blob = session.get(Blob, sha256)
+        return UploadState(sha256, blob.size, blob.size, True)
+    upload = session.get(Upload, sha256)
+    if upload is None:
+        return UploadState(sha256, None, 0, False)
+    return UploadState(sha256, upload.size, upload.received, False)
+
+
+def missing(session: Session, hashes: Iterable[str]) -> set[str]:
+    """Return which of these files the centre does not yet hold whole."""
+    wanted = {h for h in hashes if isinstance(h, str)}
+    if not wanted:
+        return set()
+    from sqlmodel import col
+
+    return wanted - set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(wanted))))
+
+
+def _declared_size(size: Any) -> int:
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise InvalidInput("Give the file's total size in bytes (size=…), a whole number above zero.", field="size")
+    if size > LARGEST:
+        raise MediaRefused("too_large", f"The file is larger than the {LARGEST // MB} MB allowed for any file.",
+                           limit=LARGEST)
+    return size
+
+
+def _offset(offset: Any) -> int:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise InvalidInput("Give the part's offset in bytes (offset=…), a whole number from zero.", field="offset")
+    return offset
+
+
+def receive_part(session: Session, storage: Storage, actor: Actor, sha256: str, size: Any, offset: Any,
+                 stream: BinaryIO, length: int | None) -> tuple[UploadState, bool]:
+    """Take one part of a file; return the new state and whether this part completed (and stored) the file.
+
+    The caller commits. A refusal after bytes were spooled discards the whole upload before it is raised, and
+    that discard must be committed too.
+    """
+    check_hash(sha256)
+    size, offset = _declared_size(size), _offset(offset)
+    if length is not None and length > PART:
+        raise MediaRefused("too_large", f"A part may carry at most {PART // MB} MB; send the file in smaller parts.",
+                           limit=PART)
+    if session.get(Blob, sha256) is not None and storage.exists(sha256):
+        return state(session, storage, sha256), False
+    upload = _lock(session, sha256, size, actor)
+    path = spool_path(storage, sha256)
+    upload.received = min(upload.received, path.stat().st_size if path.exists() else 0)  # a lost spool restarts
+    if upload.size != size:
+        raise MediaRefused("size_changed", f"This file was started with a size of {upload.size} bytes; a file "
+                                           "named by its hash cannot change size.", received=upload.received)
+    if offset > upload.received:
+        raise MediaRefused("upload_gap", f"The centre has the first {upload.received} bytes of this file; send the "
+                                         "part that starts there.", received=upload.received)
+    upload.received = _append(path, upload.received, offset, size, stream)
+    upload.updated_at = utcnow()
+    session.add(upload)
+    session.flush()
+    if upload.received < size:
+        return UploadState(sha256, size, upload.received, False), False
+    try:
+        blob = _finish(session, storage, actor, upload, path)
+    except Refusal:
+        _discard(session, upload, path)
+        raise
+    return UploadState(sha256, blob.size, blob.size, True), True
+
+
+def _lock(session: Session, sha256: str, size: int, actor: Actor) -> Upload:
+    """Return the file's upload row, locked for this request (a second part of the same file waits)."""
+    taken = session.execute(update(Upload).where(Upload.sha256 == sha256).values(updated_at=utcnow()))
+    if taken.rowcount == 0:
+        session.add(Upload(sha256=sha256, size=size, device_id=actor.device_id))
+        session.flush()
+    upload = session.get(Upload, sha256, populate_existing=True)
+    return upload
+
+
+def _append(path: Path, received: int, offset: int, size: int, stream: BinaryIO) -> int:
+    """Append the new bytes of a part to the spool file; return how many bytes the file now holds."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    skip, written = received - offset, 0  # bytes of this part the centre already has
+    with open(path, "ab" if path.exists() else "wb") as out:
+        out.truncate(received)  # a crash mid-part may have left bytes the database never counted
+        out.seek(received)
+        while chunk := stream.read(CHUNK):
+            if skip:
+                drop = min(skip, len(chunk))
+                chunk, skip = chunk[drop:], skip - drop
+            room = size - received - written
+            if len(chunk) > room:
+                raise MediaRefused("too_long", f"The file is longer than the {size} bytes declared for it.",
+                                   received=received + written)
+            out.write(chunk)
+            written += len(chunk)
+        out.flush()
+        os.fsync(out.fileno())
+    return received + written
+
+
+def _finish(session: Session, storage: Storage, actor: Actor, upload: Upload, path: Path) -> Blob:
+    """Verify a fully received file and store it by its hash; refuse it if it is not what it claims."""
+    digest, size = _hash(path)
+    if digest != upload.sha256 or size != upload.size:
+        raise MediaRefused("hash_mismatch", "The file that arrived does not match its sha256, so it was discarded. "
+                                            "The device will send it again from the start.")
+    with open(path, "rb") as source:
+        head = source.read(HEAD)
+    try:
+        kind = pipeline.sniff(head, "", path)
+    except InvalidInput as refusal:
+        raise MediaRefused("unsupported_media", f"{refusal.message} Accepted: {pipeline.ACCEPTED}.") from None
+    limit = LIMITS[kind.category]
+    if size > limit:
+        raise MediaRefused("too_large", f"The file is larger than the {limit / MB:g} MB allowed for "
+                                        f"{pipeline.NOUNS[kind.category]}.", limit=limit)
+    if kind.category == "image":
+        _check_clean(path)
+    storage.put_file(path, upload.sha256)
+    blob = record_blob(session, upload.sha256, size, kind.media_type)
+    if kind.category == "image":
+        _renditions(session, storage, path, blob)
+    record(session, actor, "blob.received", blob, size=size, media_type=kind.media_type)
+    _discard(session, upload, path)
+    return blob
+
+
+def _hash(path: Path) -> tuple[str, int]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as source:
+        while chunk := source.read(CHUNK):
+            digest.update(chunk)
+            size += len(chunk)
+    return digest.hexdigest(), size
+
+
+def _check_clean(path: Path) -> None:
+    """Refuse a photo that still carries EXIF, GPS or XMP metadata: it was not cleaned on the device."""
+    from PIL import Image
+
+    try:
+        with Image.open(path, formats=pipeline.PILLOW_FORMATS) as image:
+            dirty = bool(image.getexif()) or any(key in image.info for key in METADATA_KEYS)
+    except Exception:  # noqa: BLE001 - anything Pillow cannot read is not a photo we can show
+        raise MediaRefused("unsupported_media", "The photo could not be read; take or choose it again.") from None
+    if dirty:
+        raise MediaRefused("media_not_clean", "The photo still carries EXIF, GPS or other metadata. The device "
+                                              "must clean photos before sending them; update the app.")
+
+
+def _renditions(session: Session, storage: Storage, path: Path, blob: Blob) -> None:
+    """Store the screen-size copy and thumbnail the portfolio pages show, as for a photo uploaded on the web."""
+    try:
+        processed = pipeline.process_image(path)
+    except Refusal:
+        log.warning("photo %s: no screen copy or thumbnail could be made", blob.sha256, exc_info=True)
+        return
+    screen = pipeline._store_bytes(session, storage, processed.screen.data, "image/jpeg")
+    thumb = pipeline._store_bytes(session, storage, processed.thumb.data, "image/jpeg")
+    pipeline._link(session, blob.sha256, "screen", screen.sha256)
+    pipeline._link(session, blob.sha256, "thumb", thumb.sha256)
+
+
+def _discard(session: Session, upload: Upload, path: Path) -> None:
+    session.delete(upload)
+    session.flush()
+    path.unlink(missing_ok=True)
+
+
+def open_blob(storage: Storage, sha256: str) -> BinaryIO:
+    """Open a stored file for reading."""
+    return storage.open(check_hash(sha256))

@@ -1,0 +1,93 @@
+"""Helpers for the sync API tests: the app served on 127.0.0.1 by a real HTTP server, and a device's client."""
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import requests
+from werkzeug.serving import make_server
+
+from sync import PROTOCOL_VERSION, SCHEMA_VERSION
+from tracker.models import new_id
+
+PASSWORD = "correct horse battery"
+
+
+@contextmanager
+def serve(app) -> Iterator[str]:  # noqa: ANN001
+    """Serve the app on a free port of 127.0.0.1 in a thread; yield its base URL."""
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        thread.join(5)
+
+
+class Device:
+    """A field device talking to the centre over HTTP, as the app does."""
+
+    def __init__(self, base: str, *, schema: str = SCHEMA_VERSION, protocol: str = str(PROTOCOL_VERSION)):
+        self.base, self.token, self.device_id = base, None, str(new_id())
+        self.http = requests.Session()
+        self.http.headers.update({"X-Tracker-Protocol": protocol, "X-Tracker-Schema": schema})
+
+    def headers(self, **extra: str) -> dict[str, str]:
+        """Return the bearer header (once signed in) and any others."""
+        return ({"Authorization": f"Bearer {self.token}"} if self.token else {}) | extra
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        """GET an API path."""
+        return self.http.get(self.base + path, headers=self.headers(**kwargs.pop("headers", {})), timeout=30,
+                             **kwargs)
+
+    def post(self, path: str, body: Any, **kwargs: Any) -> requests.Response:
+        """POST JSON to an API path."""
+        return self.http.post(self.base + path, json=body, headers=self.headers(**kwargs.pop("headers", {})),
+                              timeout=30, **kwargs)
+
+    def put(self, path: str, data: bytes, **kwargs: Any) -> requests.Response:
+        """PUT raw bytes to an API path."""
+        return self.http.put(self.base + path, data=data, timeout=30,
+                             headers=self.headers(**{"Content-Type": "application/octet-stream"},
+                                                  **kwargs.pop("headers", {})), **kwargs)
+
+    def enrol(self, user, password: str = PASSWORD, name: str = "Field tablet") -> requests.Response:  # noqa: ANN001
+        """Sign in on the device; keep the token it is given."""
+        answer = self.post("/api/v1/devices", {"email": user.email, "password": password,
+                                               "device_id": self.device_id, "name": name})
+        if answer.status_code == 201:
+            self.token = answer.json()["token"]
+        return answer
+
+    def push(self, items: list) -> requests.Response:
+        """Send queued items."""
+        return self.post("/api/v1/push", {"items": items})
+
+    def pull(self, after: str | None = None, **params: Any) -> requests.Response:
+        """Fetch a page of the snapshot."""
+        return self.get("/api/v1/pull", params=({"after": after} if after is not None else {}) | params)
+
+    def pull_all(self, after: str | None = None, limit: int = 50) -> tuple[dict[str, list], dict, str]:
+        """Pull every page of a round; return the tables gathered, the removals and the final cursor."""
+        tables: dict[str, list] = {}
+        removed: dict[str, list] = {}
+        while True:
+            answer = self.pull(after, limit=limit)
+            assert answer.status_code == 200, answer.text
+            page = answer.json()
+            for name, rows in page["tables"].items():
+                tables.setdefault(name, []).extend(rows)
+            for name, ids in page["removed"].items():
+                removed.setdefault(name, []).extend(ids)
+            after = page["cursor"]
+            if not page["more"]:
+                return tables, removed, after
+
+
+def verdicts(answer: requests.Response) -> list[str]:
+    """Return the verdicts of a push answer."""
+    assert answer.status_code == 200, answer.text
+    return [v["verdict"] for v in answer.json()["verdicts"]]

@@ -1,0 +1,145 @@
+"""The OpenAPI 3.1 document of the field sync API, as data (served at /api/openapi.json and fuzzed in the tests)."""
+from functools import cache
+from typing import Any
+
+from sync import PROTOCOL_VERSION, SCHEMA_VERSION
+
+SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+UUID = {"type": "string", "format": "uuid"}
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    words = {400: "Malformed input", 401: "Token missing, unknown, withdrawn or out of date", 403: "Not permitted",
+             404: "Not found", 409: "Cannot continue from here", 413: "Too large", 415: "Unsupported media type",
+             422: "The file was refused", 426: "Upgrade required", 429: "Too many attempts",
+             503: "The centre is busy; try again"}
+    answers = {str(s): _json(ERROR, words[s]) for s in statuses}
+    if 426 in statuses:
+        answers["426"] = _json({"$ref": "#/components/schemas/UpgradeRequired"}, words[426])
+    return answers
+
+
+VERSION_HEADERS = [
+    {"name": "X-Tracker-Protocol", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1"]},
+     "description": "The sync protocol the device speaks."},
+    {"name": "X-Tracker-Schema", "in": "header", "required": True,
+     "schema": {"type": "string", "pattern": "^[0-9]{4}$"},
+     "description": "The newest database migration the device has (e.g. 0004). Newer than the centre's: 426."},
+]
+BEARER = [{"device": []}]
+HASH_PARAM = {"name": "sha256", "in": "path", "required": True, "schema": SHA256}
+
+
+def _operation(summary: str, responses: dict[str, Any], *, secured: bool = True, **extra: Any) -> dict[str, Any]:
+    operation = {"summary": summary, "parameters": list(VERSION_HEADERS) + extra.pop("parameters", []),
+                 "responses": responses, **extra}
+    if secured:
+        operation["security"] = BEARER
+    return operation
+
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error", "message"],
+              "properties": {"error": {"type": "string"}, "message": {"type": "string"}}},
+    "UpgradeRequired": {"type": "object", "required": ["error", "message", "protocols", "schema"],
+                        "properties": {"error": {"const": "upgrade_required"}, "message": {"type": "string"},
+                                       "protocols": {"type": "array", "items": {"type": "integer"}},
+                                       "schema": {"type": "string"}}},
+    "Hello": {"type": "object", "required": ["protocols", "schema", "limits"], "properties": {
+        "protocols": {"type": "array", "items": {"type": "integer"}}, "schema": {"type": "string"},
+        "limits": {"type": "object", "required": ["image", "document", "audio", "video", "part", "batch_items"],
+                   "additionalProperties": {"type": "integer"}}}},
+    "Enrolment": {"type": "object", "required": ["email", "password", "device_id", "name"], "properties": {
+        "email": {"type": "string"}, "password": {"type": "string"}, "device_id": UUID,
+        "name": {"type": "string", "maxLength": 200}}},
+    "Enrolled": {"type": "object", "required": ["token", "device_id", "user", "expires_at"], "properties": {
+        "token": {"type": "string"}, "device_id": UUID, "expires_at": {"type": "string", "format": "date-time"},
+        "user": {"type": "object", "required": ["id", "name", "email"],
+                 "properties": {"id": UUID, "name": {"type": "string"}, "email": {"type": "string"}}}}},
+    "Item": {"type": "object", "required": ["item_id", "seq", "kind", "payload"], "properties": {
+        "item_id": UUID, "seq": {"type": "integer", "minimum": 1},
+        "kind": {"type": "string", "enum": ["evidence.capture", "evidence.revise", "evidence.sign",
+                                            "evidence.submit"]},
+        "payload": {"type": "object"}}},
+    "Push": {"type": "object", "required": ["items"],
+             "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
+    "Verdict": {"type": "object", "required": ["item_id", "seq", "verdict", "code", "message", "result"],
+                "properties": {
+                    "item_id": {"type": ["string", "null"]}, "seq": {"type": ["integer", "null"]},
+                    "verdict": {"enum": ["applied", "duplicate", "conflict", "refused", "held"]},
+                    "code": {"type": ["string", "null"]}, "message": {"type": ["string", "null"]},
+                    "result": {"type": "object"}}},
+    "Verdicts": {"type": "object", "required": ["verdicts"],
+                 "properties": {"verdicts": {"type": "array", "items": {"$ref": "#/components/schemas/Verdict"}}}},
+    "Page": {"type": "object", "required": ["cursor", "more", "reset", "tables", "removed"], "properties": {
+        "cursor": {"type": "string"}, "more": {"type": "boolean"}, "reset": {"type": "boolean"},
+        "tables": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "object"}},
+                   "description": "Whole rows by SQL table name; user_account rows never carry password_hash."},
+        "removed": {"type": "object", "required": ["candidate"], "properties": {
+            "candidate": {"type": "array", "items": UUID},
+            "evidence": {"type": "array", "items": UUID,
+                         "description": "Evidence deleted at the centre (present only when there is some)."}}}}},
+    "UploadState": {"type": "object", "required": ["sha256", "size", "received", "complete"], "properties": {
+        "sha256": SHA256, "size": {"type": ["integer", "null"]}, "received": {"type": "integer", "minimum": 0},
+        "complete": {"type": "boolean"}}},
+}
+
+
+@cache
+def document() -> dict[str, Any]:
+    """Return the whole OpenAPI document."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Portfolio tracker field sync API", "version": str(PROTOCOL_VERSION),
+                 "description": f"Protocol {PROTOCOL_VERSION}, database schema {SCHEMA_VERSION}. Every /api/v1 "
+                                "request names both in headers; error bodies are always JSON."},
+        "components": {"schemas": SCHEMAS,
+                       "securitySchemes": {"device": {"type": "http", "scheme": "bearer",
+                                                      "description": "The token issued by POST /api/v1/devices."}}},
+        "paths": {
+            "/api/openapi.json": {"get": {"summary": "This document", "responses": {
+                "200": _json({"type": "object"}, "The OpenAPI document")}}},
+            "/api/v1/hello": {"get": _operation("Protocols, schema and limits", {
+                "200": _json({"$ref": "#/components/schemas/Hello"}, "What this centre speaks"),
+                **_errors(426)}, secured=False)},
+            "/api/v1/devices": {"post": _operation("Sign in on a device and get its token", {
+                "201": _json({"$ref": "#/components/schemas/Enrolled"}, "The device's token, shown once"),
+                **_errors(400, 401, 403, 426, 429)}, secured=False, requestBody={
+                "required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Enrolment"}}}})},
+            "/api/v1/push": {"post": _operation("Send queued items; each gets a verdict", {
+                "200": _json({"$ref": "#/components/schemas/Verdicts"}, "One verdict per item, in order"),
+                **_errors(400, 401, 403, 413, 426, 503)}, requestBody={
+                "required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/Push"}}}})},
+            "/api/v1/pull": {"get": _operation("The next page of the device's scoped snapshot", {
+                "200": _json({"$ref": "#/components/schemas/Page"}, "A page"),
+                **_errors(400, 401, 409, 426)}, parameters=[
+                {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "required": False,
+                 "schema": {"type": "integer", "minimum": 1, "maximum": 200}}])},
+            "/api/v1/uploads/{sha256}": {
+                "get": _operation("How much of a file the centre has", {
+                    "200": _json({"$ref": "#/components/schemas/UploadState"}, "The upload's state"),
+                    **_errors(400, 401, 426)}, parameters=[HASH_PARAM]),
+                "put": _operation("Send one part of a file", {
+                    "200": _json({"$ref": "#/components/schemas/UploadState"}, "The part was taken (or was "
+                                 "already there)"),
+                    "201": _json({"$ref": "#/components/schemas/UploadState"}, "The file is complete and stored"),
+                    **_errors(400, 401, 409, 413, 415, 422, 426)}, parameters=[
+                    HASH_PARAM,
+                    {"name": "size", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "offset", "in": "query", "required": True,
+                     "schema": {"type": "integer", "minimum": 0}}],
+                    requestBody={"required": True, "content": {"application/octet-stream": {
+                        "schema": {"type": "string", "format": "binary"}}}})},
+            "/api/v1/media/{sha256}": {"get": _operation("A stored file of evidence in the device's scope", {
+                "200": {"description": "The file's bytes", "content": {"*/*": {"schema": {}}}},
+                **_errors(400, 401, 404, 426)}, parameters=[HASH_PARAM])},
+        },
+    }
