@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, BinaryIO, Protocol
 
-from sqlalchemy import Date, DateTime, Uuid, delete
+from sqlalchemy import Date, DateTime, Uuid, delete, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
@@ -386,12 +386,15 @@ def apply_page(engine: Engine, page: dict[str, Any], seen: dict[str, set] | None
         removed = [uuid.UUID(c) for c in (page.get("removed") or {}).get("candidate", [])]
         if removed:
             _remove_candidates(session, removed)
+        _drop_replaced_versions(session, tables, keep)
         for name in TABLES:
             model = _model(name)
             rows = tables.get(name) or []
             if model is None or not rows:
                 continue
             table = model.__table__
+            if name == "evidenceversion":  # a version names the one it replaces, so earlier ones go in first
+                rows = sorted(rows, key=lambda r: (str(r["evidence_id"]), r["number"]))
             for raw in rows:
                 if _protected(name, raw, keep, keep_versions):
                     continue
@@ -409,6 +412,26 @@ def apply_page(engine: Engine, page: dict[str, Any], seen: dict[str, set] | None
             state.cursor = page.get("cursor")
             session.add(state)
     return applied
+
+
+def _drop_replaced_versions(session: Session, tables: dict[str, list], keep: set[uuid.UUID]) -> None:
+    """Drop local versions the centre's snapshot replaces (the centre numbers a pushed version under its own id)."""
+    from tracker.models import Attachment, EvidenceCriterion, EvidenceRangeItem, EvidenceReview, Signature
+
+    pulled = {uuid.UUID(str(r["id"])) for r in tables.get("evidenceversion") or []}
+    evidence_ids = {uuid.UUID(str(r["evidence_id"])) for r in tables.get("evidenceversion") or []} - keep
+    if not evidence_ids:
+        return
+    stale = [v for v in session.exec(select(EvidenceVersion.id).where(
+        col(EvidenceVersion.evidence_id).in_(evidence_ids))) if v not in pulled]
+    if not stale:
+        return
+    for model in (EvidenceCriterion, EvidenceRangeItem, Attachment, Signature, EvidenceReview):
+        session.exec(delete(model).where(col(model.version_id).in_(stale)))
+    session.exec(update(EvidenceVersion).where(col(EvidenceVersion.evidence_id).in_(evidence_ids))
+                 .values(replaces_id=None))
+    session.exec(delete(EvidenceVersion).where(col(EvidenceVersion.id).in_(stale)))
+    session.expire_all()
 
 
 def _versions_of(session: Session, evidence_ids: set[uuid.UUID], pulled: list[dict]) -> set[str]:
