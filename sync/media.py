@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 PART = 8 * MB  # the largest part one request may carry
 LIMITS = dict(pipeline.LIMITS)
 LARGEST = max(LIMITS.values())
+UNSUPPORTED = f"The file is not of a type the centre accepts: {pipeline.ACCEPTED}."
 METADATA_KEYS = ("exif", "xmp", "XML:com.adobe.xmp", "gps", "GPSInfo")
 
 
@@ -136,7 +137,11 @@ def receive_part(session: Session, storage: Storage, actor: Actor, sha256: str, 
     if offset > upload.received:
         raise MediaRefused("upload_gap", f"The centre has the first {upload.received} bytes of this file; send the "
                                          "part that starts there.", received=upload.received)
+    before = upload.received
     upload.received = _append(path, upload.received, offset, size, stream)
+    if before < min(HEAD, size) and upload.received > before:
+        # Refuse an unknown type or an over-limit size before the rest comes.
+        _check_head(session, upload, path, whole=upload.received >= min(HEAD, size))
     upload.updated_at = utcnow()
     session.add(upload)
     session.flush()
@@ -182,6 +187,26 @@ def _append(path: Path, received: int, offset: int, size: int, stream: BinaryIO)
     return received + written
 
 
+def _check_head(session: Session, upload: Upload, path: Path, *, whole: bool) -> None:
+    """Refuse a file whose first bytes show a type the centre does not take, or one too large for its type.
+
+    Until the whole head has arrived, a type that cannot be told yet is given the benefit of the doubt.
+    """
+    with open(path, "rb") as source:
+        head = source.read(HEAD)
+    try:
+        category = pipeline._identify(head, "", None).category
+    except InvalidInput:
+        if not whole:
+            return
+        _discard(session, upload, path)
+        raise MediaRefused("unsupported_media", UNSUPPORTED) from None
+    if upload.size > LIMITS[category]:
+        _discard(session, upload, path)
+        raise MediaRefused("too_large", f"The file is larger than the {LIMITS[category] / MB:g} MB allowed for "
+                                        f"{pipeline.NOUNS[category]}.", limit=LIMITS[category])
+
+
 def _finish(session: Session, storage: Storage, actor: Actor, upload: Upload, path: Path) -> Blob:
     """Verify a fully received file and store it by its hash; refuse it if it is not what it claims."""
     digest, size = _hash(path)
@@ -192,8 +217,8 @@ def _finish(session: Session, storage: Storage, actor: Actor, upload: Upload, pa
         head = source.read(HEAD)
     try:
         kind = pipeline.sniff(head, "", path)
-    except InvalidInput as refusal:
-        raise MediaRefused("unsupported_media", f"{refusal.message} Accepted: {pipeline.ACCEPTED}.") from None
+    except InvalidInput:
+        raise MediaRefused("unsupported_media", UNSUPPORTED) from None
     limit = LIMITS[kind.category]
     if size > limit:
         raise MediaRefused("too_large", f"The file is larger than the {limit / MB:g} MB allowed for "

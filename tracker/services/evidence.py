@@ -67,6 +67,14 @@ class AttachmentIn(_In):
     sha256: str = Field(pattern=SHA256)
     filename: str = Field(min_length=1, max_length=255)
 
+    @field_validator("filename")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        # A name from a device never passed the web upload's cleaning: no paths, markup or reserved names.
+        from ..media import safe_filename
+
+        return safe_filename(value)
+
 
 class SignatureIn(_In):
     """A signature to add to the current version."""
