@@ -395,14 +395,11 @@ def apply_page(engine: Engine, page: dict[str, Any], seen: dict[str, set] | None
             table = model.__table__
             if name == "evidenceversion":  # a version names the one it replaces, so earlier ones go in first
                 rows = sorted(rows, key=lambda r: (str(r["evidence_id"]), r["number"]))
-            for raw in rows:
-                if _protected(name, raw, keep, keep_versions):
-                    continue
-                values = _convert(table, raw)
-                if name == "user_account":
-                    values.pop("password_hash", None)  # never received; the device keeps its own
-                _upsert(session, model, values)
-                applied += 1
+            values = [_convert(table, raw) for raw in rows if not _protected(name, raw, keep, keep_versions)]
+            for value in values:
+                value.pop("password_hash", None)  # never received; the device keeps its own
+            _upsert_all(session, table, values)
+            applied += len(values)
             if seen is not None and name == "candidate":
                 seen["candidates"].update(uuid.UUID(r["id"]) for r in rows)
             if seen is not None and name == "evidence":
@@ -452,17 +449,20 @@ def _protected(name: str, raw: dict, keep: set[uuid.UUID], keep_versions: set[st
     return False
 
 
-def _upsert(session: Session, model: type[SQLModel], values: dict[str, Any]) -> None:
-    """Insert or update one row by primary key."""
-    key = tuple(values[c.name] for c in model.__table__.primary_key.columns)
-    existing = session.get(model, key if len(key) > 1 else key[0])
-    if existing is None:
-        session.add(model(**values))
-    else:
-        for name, value in values.items():
-            setattr(existing, name, value)
-        session.add(existing)
-    session.flush()
+def _upsert_all(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert or update rows by primary key, one statement per shape of row (the device is SQLite)."""
+    from sqlalchemy.dialects.sqlite import insert
+
+    keys = [c.name for c in table.primary_key.columns]
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(sorted(row)), []).append(row)
+    for shape, group in shapes.items():
+        statement = insert(table)
+        others = {name: statement.excluded[name] for name in shape if name not in keys}
+        statement = statement.on_conflict_do_update(index_elements=keys, set_=others) if others else \
+            statement.on_conflict_do_nothing(index_elements=keys)
+        session.execute(statement, group)
 
 
 def _remove_candidates(session: Session, candidate_ids: list[uuid.UUID]) -> None:
