@@ -23,7 +23,7 @@ import tracemalloc
 from datetime import date, timedelta
 from pathlib import Path
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -147,7 +147,7 @@ def floor(template: Path, work: Path, engine_of_device, ids: dict, batch: int) -
     shutil.copy(template, path)
     engine = make_engine(f"sqlite:///{path}")
     with Session(engine_of_device) as session:
-        payloads = [i.payload for i in session.query(OutboxItem).order_by(OutboxItem.seq)]
+        payloads = [i.payload for i in session.exec(select(OutboxItem).order_by(OutboxItem.seq))]
     started = time.perf_counter()
     for start in range(0, len(payloads), batch):
         with transaction(engine) as session:
