@@ -236,3 +236,48 @@ def test_resync_required_rebuilds_and_requeues_what_the_centre_lost(tablet, fiel
     requeued = [i for i in items(tablet) if i.state == "pending"]
     assert [(i.kind, i.evidence_id) for i in requeued] == [("evidence.capture", evidence_id)]
     assert state(tablet).cursor == "2"
+
+
+# --- Background sync --------------------------------------------------------------------------------------------
+
+
+def test_backoff_grows_with_failures_with_jitter_and_resets_on_success():
+    from sync.client import Report
+    from sync.device import Syncer
+
+    answers = [Report(error="unreachable")] * 4 + [Report()]
+    syncer = Syncer(lambda: type("C", (), {"sync": lambda self: answers.pop(0)})(), interval=60, max_backoff=900)
+    delays = []
+    for _ in range(4):
+        syncer.now()
+        delays.append(syncer.delay())
+    assert syncer.failures == 4
+    assert 7.5 <= delays[0] <= 15 and 30 <= delays[2] <= 60 and all(d <= 900 for d in delays)
+    assert len({round(syncer.delay(), 6) for _ in range(5)}) > 1  # jittered
+    syncer.now()
+    assert syncer.failures == 0 and syncer.delay() == 60
+
+
+def test_the_background_thread_syncs_without_new_local_writes(tablet, field, factory, session):
+    """G18: queued work goes out on the timer once the centre is reachable, with nothing new recorded."""
+    import time
+
+    from sync.device import Syncer
+
+    evidence_id = capture(tablet, field, factory)
+    network = Faulty(tablet.centre)
+    network.blocked = True
+    syncer = Syncer(lambda: tablet.client(network), interval=0.2, max_backoff=0.4)
+    syncer.start()
+    try:
+        time.sleep(0.6)
+        assert syncer.failures >= 1 and items(tablet)[0].state != "sent"
+        network.blocked = False
+        for _ in range(100):
+            if items(tablet)[0].state == "sent":
+                break
+            time.sleep(0.1)
+    finally:
+        syncer.stop()
+        syncer.thread.join(5)
+    assert items(tablet)[0].state == "sent" and on_centre(session, evidence_id) == 1
