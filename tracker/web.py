@@ -42,11 +42,11 @@ def init_app(app: Flask) -> None:
     app.context_processor(lambda: {"url_rules": _endpoints(app)})
     app.register_error_handler(Refusal, _refused)
     app.register_error_handler(CSRFError, _csrf_failed)
-    from . import admin, assessment, auth, caseload, evidence, files, home, portfolio, syncing
+    from . import admin, assessment, auth, caseload, devices, evidence, files, home, portfolio, syncing
     from .storage import storage_from_config
 
     app.extensions["storage"] = storage_from_config(app.config, app.instance_path)
-    for module in (auth, home, caseload, portfolio, evidence, assessment, files, admin, syncing):
+    for module in (auth, home, caseload, portfolio, evidence, assessment, files, admin, devices, syncing):
         app.register_blueprint(module.bp)
     if app.config.get("FIELD_MODE"):  # a field device: the Sync page, the status on every page, background sync
         from . import syncing_device

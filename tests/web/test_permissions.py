@@ -265,6 +265,25 @@ ADMIN_ROUTES = [
                lambda ctr: {}),
 ]
 
+DEVICE_ID = "01900000-0000-7000-8000-00000000d001"  # made on the device, so any fixed UUID will do
+
+
+def field_device(centre: Centre, factory, session) -> None:
+    """Give assessor A a signed-in field device to withdraw."""
+    from datetime import timedelta as days
+
+    from sync.tokens import issue_token
+
+    issue_token(session, centre.people["assessor_a"], DEVICE_ID, "Ann's tablet", 1, "0004", days(days=90))
+    session.commit()
+
+
+DEVICE_ROUTES = [
+    Route("devices.index", "GET", lambda ctr: "/admin/devices/", admin_only(200), prepare=field_device),
+    Route("devices.revoke", "POST", lambda ctr: f"/admin/devices/{DEVICE_ID}/revoke", admin_only(303),
+          lambda ctr, role: {f"reason-{DEVICE_ID}": "Tablet lost on the bus"}, "AuditEntry", prepare=field_device),
+]
+
 ROUTES = [
     Route("auth.login", "GET", lambda ctr: "/auth/login", expect(200, signed_out=200)),
     Route("auth.login", "POST", lambda ctr: "/auth/login", expect(302, signed_out=401),
@@ -305,6 +324,7 @@ ROUTES = [
           lambda ctr, role: {"declaration": "yes"}, "UnitSignOff", prepare=all_met),
     Route("files.download", "GET", lambda ctr: f"/files/{ctr.photo_sha}/{ctr.photo_name}", when(**WHOLE, **ALONE)),
     *ADMIN_ROUTES,
+    *DEVICE_ROUTES,
 ]
 CASES = [pytest.param(route, role, id=f"{route.id}-{role}") for route in ROUTES for role in ROLES]
 
