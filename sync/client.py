@@ -4,6 +4,7 @@ Every network answer is judged strictly (G5): an item counts as sent only when t
 verdict with the item's id. A bare 200, an HTML page from a captive portal, a 504 or a timeout leave the item
 unsent, to be tried again. A 401 or a 426 keeps the whole queue and says what the person must do.
 """
+import http.client
 import json
 import logging
 import urllib.error
@@ -100,9 +101,9 @@ class HttpTransport:
         except urllib.error.HTTPError as error:
             try:
                 return Response(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
-            except OSError as exc:
+            except (OSError, http.client.HTTPException) as exc:
                 raise Unreachable(f"the answer was cut off ({exc})") from None
-        except (OSError, ValueError) as exc:  # URLError, timeouts, resets, a truncated body
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, cut bodies
             raise Unreachable(str(getattr(exc, "reason", exc))) from None
 
 
@@ -220,9 +221,8 @@ class Client:
             raise Unreachable(f"the centre's answer to a push was not a list of verdicts (HTTP {answer.status})")
         by_id = {str(v.get("item_id")): v for v in verdicts if isinstance(v, dict)}
         settled, missing = self._settle(batch, by_id)
-        if missing:
-            self._upload(missing, force=True)
-        return settled > 0 or bool(missing)
+        uploaded = self._upload(missing, force=True) if missing else 0
+        return settled > 0 or uploaded > 0
 
     def _settle(self, batch: list[OutboxItem], by_id: dict[str, dict]) -> tuple[int, set[str]]:
         """Record each item's verdict; return how many were settled and which media the centre lacks."""
@@ -253,16 +253,18 @@ class Client:
         hashes = {h for item in batch for h in outbox.media_of(item.payload)}
         self._upload(hashes)
 
-    def _upload(self, hashes: set[str], force: bool = False) -> None:
-        """Upload each file the centre does not have whole, resuming from what it has received."""
-        done = getattr(self, "_uploaded", set())
+    def _upload(self, hashes: set[str], force: bool = False) -> int:
+        """Upload each file the centre does not have whole, resuming from what it has received; say how many."""
+        done, count = getattr(self, "_uploaded", set()), 0
         for sha256 in sorted(hashes - (set() if force else done)):
             if self.storage is None or not self.storage.exists(sha256):
                 log.warning("file %s is not on this device; the centre will hold the item", sha256)
                 continue
             self._upload_one(sha256)
             done.add(sha256)
+            count += 1
         self._uploaded = done
+        return count
 
     def _upload_one(self, sha256: str) -> None:
         path = f"/api/v1/uploads/{sha256}"

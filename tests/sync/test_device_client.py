@@ -281,3 +281,59 @@ def test_the_background_thread_syncs_without_new_local_writes(tablet, field, fac
         syncer.stop()
         syncer.thread.join(5)
     assert items(tablet)[0].state == "sent" and on_centre(session, evidence_id) == 1
+
+
+# --- The real transport against a misbehaving network ------------------------------------------------------------
+
+
+@pytest.fixture
+def bad_proxy():
+    """An HTTP server on 127.0.0.1 that answers like a captive portal, a gateway, or a cut connection."""
+    import http.server
+    import threading
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        mode = "html"
+
+        def do_POST(self):  # noqa: N802
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if Handler.mode == "html":
+                body = b"<html><form>Accept the Wi-Fi terms</form></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+            elif Handler.mode == "504":
+                body = b"Gateway Timeout"
+                self.send_response(504)
+                self.send_header("Content-Type", "text/plain")
+            else:  # a body cut short of what its length promised
+                body = b'{"verdicts": [{"item_'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "500")
+            if Handler.mode != "cut":
+                self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.wfile.flush()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield Handler, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("mode", ["html", "504", "cut"])
+def test_the_http_transport_counts_no_bad_answer_as_success(tablet, field, factory, bad_proxy, mode):
+    from sync.client import HttpTransport
+
+    handler, url = bad_proxy
+    handler.mode = mode
+    capture(tablet, field, factory)
+    report = tablet.client(HttpTransport(url, timeout=5)).sync()
+    assert report.error and "could not be reached" in report.error
+    assert [i.state for i in items(tablet)] == ["attempted"]
