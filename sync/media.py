@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from tracker import media as pipeline
@@ -159,10 +160,14 @@ def _lock(session: Session, sha256: str, size: int, actor: Actor) -> Upload:
     """Return the file's upload row, locked for this request (a second part of the same file waits)."""
     taken = session.execute(update(Upload).where(Upload.sha256 == sha256).values(updated_at=utcnow()))
     if taken.rowcount == 0:
-        session.add(Upload(sha256=sha256, size=size, device_id=actor.device_id))
-        session.flush()
-    upload = session.get(Upload, sha256, populate_existing=True)
-    return upload
+        try:
+            with session.begin_nested():
+                session.add(Upload(sha256=sha256, size=size, device_id=actor.device_id))
+                session.flush()
+        except IntegrityError:
+            # Another request started the same file at the same moment: wait for its lock, then go on from there.
+            session.execute(update(Upload).where(Upload.sha256 == sha256).values(updated_at=utcnow()))
+    return session.get(Upload, sha256, populate_existing=True)
 
 
 def _append(path: Path, received: int, offset: int, size: int, stream: BinaryIO) -> int:
