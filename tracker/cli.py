@@ -293,10 +293,82 @@ def serve(ctx: Context, host: str, port: int, threads: int) -> None:
 
     from . import create_app
 
-    engine, _ = _prepare(ctx)
+    if (ctx.instance / "device_token").exists():  # a field device: the spec pack comes from the centre
+        engine = ctx.engine()
+        upgrade(engine)
+    else:
+        engine, _ = _prepare(ctx)
     engine.dispose()
     app = create_app({"DATABASE_URL": ctx.url}, instance=ctx.instance)
     click.echo(f"Tracker running at http://{host}:{port}/  (press Ctrl+C to stop)")
     sys.stdout.flush()
     waitress.serve(app, host=host, port=port, threads=threads, ident="tracker")
 
+
+
+# --- Field devices --------------------------------------------------------------------------------------
+
+
+@main.group()
+def field() -> None:
+    """Set this tracker up as an assessor's field device that syncs with the centre."""
+
+
+@field.command("enrol")
+@click.option("--server", required=True, help="The centre's tracker, e.g. https://tracker.example.org")
+@click.option("--email", required=True, help="Your sign-in email at the centre.")
+@click.option("--name", default="Field device", show_default=True, help="A name for this device.")
+@click.password_option("--password", confirmation_prompt=False, prompt="Password at the centre",
+                       help="Asked for with a hidden prompt when not given.")
+@pass_context
+@friendly
+def field_enrol(ctx: Context, server: str, email: str, name: str, password: str) -> None:
+    """Register this device with the centre, set up its database and download your caseload."""
+    from sync.device import EnrolFailed, database_engine, enrol
+
+    from .storage import storage_from_config
+
+    ctx.instance.mkdir(parents=True, exist_ok=True)
+    ensure_secret_key(ctx.instance)
+    engine = database_engine(ctx.url)
+    try:
+        report = enrol(engine, ctx.instance, server, email, password, name,
+                       storage=storage_from_config({}, ctx.instance))
+    except EnrolFailed as exc:
+        raise click.ClickException(str(exc)) from None
+    if report.error:
+        raise click.ClickException(f"Enrolled, but the first download failed: {report.error}")
+    click.echo(f"Enrolled with {server}: {report.pulled_rows} records downloaded. "
+               "Sign in to this device's tracker with the same email and password.")
+
+
+@main.command("sync")
+@pass_context
+@friendly
+def sync_command(ctx: Context) -> None:
+    """Send this device's changes to the centre and fetch the caseload (exit status 1 if anything is left)."""
+    from sqlmodel import Session as _Session
+
+    from sync.client import Client, HttpTransport
+    from sync.device import database_engine, load_token
+
+    from .models import SyncState
+    from .storage import storage_from_config
+
+    token = load_token(ctx.instance)
+    if token is None:
+        raise click.ClickException("This tracker is not a field device yet: run `tracker field enrol` first.")
+    engine = database_engine(ctx.url)
+    with _Session(engine) as session:
+        state = session.get(SyncState, 1)
+    client = Client(engine, storage_from_config({}, ctx.instance), HttpTransport(state.server_url), token)
+    report = client.sync()
+    click.echo(f"Items pushed: {report.pushed}; uploaded bytes: {report.uploaded_bytes}; "
+               f"pulled rows: {report.pulled_rows}.")
+    for parked in report.parked:
+        click.echo(f"Needs attention: {parked}")
+    if report.error:
+        click.echo(f"Not finished: {report.error}", err=True)
+    if not report.ok:
+        sys.exit(1)
+    click.echo("Everything is accepted by the centre.")

@@ -54,6 +54,10 @@ def init_app(app: Flask) -> None:
         app.register_blueprint(module.bp)
     # One app-wide check holds every EQA request to its grant, including blueprints added later.
     app.before_request(inspection.guard)
+    if app.config.get("FIELD_MODE"):  # a field device: the Sync page, the status on every page, background sync
+        from . import syncing_device
+
+        syncing_device.init_app(app)
 
 
 def _endpoints(app: Flask) -> frozenset[str]:

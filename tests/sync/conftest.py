@@ -14,6 +14,26 @@ def field(backend, session, factory):
     return SimpleNamespace(assessor=assessor, candidate=candidate, device=register(session, assessor))
 
 
+# --- Field devices (the device side of sync) -----------------------------------------------------------------
+
+
+@pytest.fixture
+def tablet(field, session, tmp_path):
+    """The assessor's field device: its own SQLite file, enrolled, first pull applied, talking to the centre."""
+    from device_support import InProcessCentre, make_device
+    from sync.client import Client
+    from sync_support import TODAY
+    from tracker.storage import LocalStorage
+
+    session.commit()
+    engine = make_device(tmp_path, session, field.device)
+    centre = InProcessCentre(session.get_bind(), field.device.id, TODAY)
+    storage = LocalStorage(tmp_path / "device" / "media")
+    yield SimpleNamespace(engine=engine, centre=centre, storage=storage,
+                          client=lambda transport=None: Client(engine, storage, transport or centre, "token"))
+    engine.dispose()
+
+
 @pytest.fixture
 def centre(app):
     """The centre's app served over real HTTP on 127.0.0.1; yields its base URL."""

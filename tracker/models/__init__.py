@@ -43,9 +43,9 @@ __all__ = [
 ]
 
 # Field sync (appended so concurrent edits above stay clean).
-from .sync import Device, SyncReceipt, Tombstone, Upload  # noqa: E402
+from .sync import Device, OutboxItem, SyncReceipt, SyncState, Tombstone, Upload  # noqa: E402
 
-__all__ += ["Device", "SyncReceipt", "Tombstone", "Upload"]
+__all__ += ["Device", "OutboxItem", "SyncReceipt", "SyncState", "Tombstone", "Upload"]
 
 # Internal quality assurance sampling.
 from .quality import IqaAction, Sample, SampleItem, SamplingStrategy  # noqa: E402

@@ -43,6 +43,37 @@ class SyncReceipt(SQLModel, table=True):
     received_at: datetime = Field(default_factory=utcnow)
 
 
+class OutboxItem(SQLModel, table=True):
+    """A change made on a field device, queued for the centre in the same transaction as the change (G19)."""
+
+    item_id: uuid.UUID = Field(primary_key=True)  # made on the device when queued (G1)
+    seq: int = Field(unique=True)  # the device's own order, from 1 (G12)
+    kind: str = Field(max_length=40)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    evidence_id: uuid.UUID | None = Field(default=None, index=True)  # the evidence the item changes
+    state: str = Field(default="pending", max_length=20, index=True)  # pending, attempted, held, parked, sent
+    attempts: int = 0
+    code: str | None = Field(default=None, max_length=60)
+    message: str | None = Field(default=None, sa_type=Text)
+    created_at: datetime = Field(default_factory=utcnow)
+    attempted_at: datetime | None = None
+    sent_at: datetime | None = None
+
+
+class SyncState(SQLModel, table=True):
+    """A field device's one row of sync state: who it is, where the centre is, how far it has pulled."""
+
+    id: int = Field(default=1, primary_key=True)
+    device_id: uuid.UUID
+    user_id: uuid.UUID | None = None
+    server_url: str = Field(max_length=500)
+    cursor: str | None = Field(default=None, max_length=200)  # written with the rows it covers (G9)
+    last_success_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+    last_error: str | None = Field(default=None, sa_type=Text)
+    needs: str | None = Field(default=None, max_length=20)  # "sign_in" or "update" when the centre said so
+
+
 class Tombstone(SQLModel, table=True):
     """A record deleted on the centre, kept so that a late retry from a device never brings it back."""
 

@@ -1,0 +1,504 @@
+"""A field device's side of sync: push the outbox, upload media in parts, pull the caseload (no Flask).
+
+Every network answer is judged strictly (G5): an item counts as sent only when the centre's JSON answer carries a
+verdict with the item's id. A bare 200, an HTML page from a captive portal, a 504 or a timeout leave the item
+unsent, to be tried again. A 401 or a 426 keeps the whole queue and says what the person must do.
+"""
+import http.client
+import json
+import logging
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any, BinaryIO, Protocol
+
+from sqlalchemy import Date, DateTime, Uuid, delete, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, SQLModel, col, select
+
+from tracker.db import transaction
+from tracker.models import Evidence, EvidenceVersion, OutboxItem, SyncState, utcnow
+
+from . import PROTOCOL_VERSION, SCHEMA_VERSION, outbox
+
+log = logging.getLogger(__name__)
+BATCH = 100  # items per push: small enough for one quick centre transaction, large enough to be cheap
+PART = 4 * 1024 * 1024
+TIMEOUT = 30.0
+
+# Pulled tables in the order their foreign keys need (parents first); removal runs in reverse.
+TABLES = ("specpack", "qualification", "unit", "qualificationunit", "outcome", "criterion", "rangeitem",
+          "user_account", "rolegrant", "assessorqualification", "occupationalcompetence", "expertwitnessapproval",
+          "iqaqualification", "candidate", "candidateassignment", "blob", "evidence", "evidenceversion",
+          "evidencecriterion", "evidencerangeitem", "attachment", "signature", "evidencereview",
+          "criteriondecision", "decisionevidence", "unitsignoff", "assignmentresult")
+EVIDENCE_CHILDREN = ("evidencecriterion", "evidencerangeitem", "attachment", "signature")
+
+
+class Answer(Protocol):
+    """What a transport returns for one request."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Response:
+    """An HTTP answer, read whole (answers are small JSON; media are sent, not fetched, here)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        """Return the body as JSON, or None when it is not JSON (a captive portal's HTML page)."""
+        if "json" not in self.headers.get("content-type", "").lower():
+            return None
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+
+class Unreachable(Exception):
+    """The centre could not be reached, or its answer did not arrive whole."""
+
+
+class Stopped(Exception):
+    """The centre refused to go on until the person acts: sign in again, or update the tracker."""
+
+    def __init__(self, needs: str, message: str):
+        super().__init__(message)
+        self.needs, self.message = needs, message
+
+
+class Transport(Protocol):
+    """Sends one request to the centre."""
+
+    def __call__(self, method: str, path: str, *, query: dict | None = None, body: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> Response: ...
+
+
+class HttpTransport:
+    """The real transport: urllib over HTTP(S), with a timeout on every request."""
+
+    def __init__(self, base_url: str, timeout: float = TIMEOUT):
+        self.base_url, self.timeout = base_url.rstrip("/"), timeout
+
+    def __call__(self, method: str, path: str, *, query: dict | None = None, body: bytes | None = None,
+                 headers: dict[str, str] | None = None) -> Response:
+        """Send a request and read the whole answer, or raise Unreachable."""
+        url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310 (configured URL)
+                return Response(answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read())
+        except urllib.error.HTTPError as error:
+            try:
+                return Response(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
+            except (OSError, http.client.HTTPException) as exc:
+                raise Unreachable(f"the answer was cut off ({exc})") from None
+        except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, cut bodies
+            raise Unreachable(str(getattr(exc, "reason", exc))) from None
+
+
+def headers(token: str | None = None, content_type: str = "application/json") -> dict[str, str]:
+    """Return the headers every request carries (G17)."""
+    out = {"X-Tracker-Protocol": str(PROTOCOL_VERSION), "X-Tracker-Schema": SCHEMA_VERSION,
+           "Accept": "application/json", "Content-Type": content_type}
+    if token:
+        out["Authorization"] = f"Bearer {token}"
+    return out
+
+
+@dataclass
+class Report:
+    """What one sync did, for the command line and the Sync page."""
+
+    pushed: int = 0
+    uploaded_bytes: int = 0
+    pulled_rows: int = 0
+    requests: int = 0
+    parked: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Return whether everything was accepted and the centre was reached."""
+        return self.error is None and not self.parked
+
+
+class Client:
+    """Syncs one field device's database with the centre."""
+
+    def __init__(self, engine: Engine, storage: Any, transport: Transport, token: str | None,
+                 batch: int = BATCH, part: int = PART):
+        self.engine, self.storage, self.transport, self.token = engine, storage, transport, token
+        self.batch, self.part = batch, part
+        self.report = Report()
+
+    # --- The whole round ---------------------------------------------------------------------------------
+
+    def sync(self) -> Report:
+        """Push everything, then pull; record the outcome in the device's sync state."""
+        self.report = Report()
+        try:
+            self.push()
+            self.pull()
+        except Stopped as stop:
+            self._finish(stop.message, stop.needs)
+        except Unreachable as exc:
+            self._finish(f"The centre could not be reached: {exc}. Everything stays on this device and will be "
+                         "sent later.")
+        else:
+            self._finish(None)
+        with Session(self.engine) as session:
+            self.report.parked = [f"{i.kind} {i.evidence_id}: {i.message}" for i in session.exec(
+                select(OutboxItem).where(OutboxItem.state == outbox.PARKED).order_by(OutboxItem.seq))]
+        return self.report
+
+    def _finish(self, error: str | None, needs: str | None = None) -> None:
+        self.report.error = error
+        with transaction(self.engine) as session:
+            state = session.get(SyncState, 1)
+            if state is None:
+                return
+            state.last_attempt_at, state.last_error, state.needs = utcnow(), error, needs
+            if error is None:
+                state.last_success_at = state.last_attempt_at
+            session.add(state)
+
+    def _send(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
+              raw: bytes | None = None) -> Response:
+        """Send one request; a 401 or 426 stops the round with what the person must do."""
+        self.report.requests += 1
+        data = raw if raw is not None else (None if body is None else json.dumps(body).encode("utf-8"))
+        answer = self.transport(method, path, query=query, body=data, headers=headers(
+            self.token, "application/octet-stream" if raw is not None else "application/json"))
+        found = answer.json() or {}
+        if answer.status == 401:
+            raise Stopped("sign_in", "The centre no longer accepts this device's sign-in "
+                                     f"({found.get('error', 'token_invalid')}): sign in again with "
+                                     "`tracker field enrol`. Nothing has been lost.")
+        if answer.status == 426:
+            raise Stopped("update", "The centre needs a newer version of the tracker: update the tracker on this "
+                                    "device. Nothing has been lost.")
+        return answer
+
+    # --- Push -------------------------------------------------------------------------------------------
+
+    def push(self) -> None:
+        """Send queued items in seq order until none is left or no progress is made."""
+        for _ in range(10_000):
+            batch = self._next_batch()
+            if not batch:
+                return
+            self._upload_media(batch)
+            if not self._push_batch(batch):
+                return
+
+    def _next_batch(self) -> list[OutboxItem]:
+        with Session(self.engine, expire_on_commit=False) as session:
+            return list(session.exec(select(OutboxItem).where(col(OutboxItem.state).in_(
+                (outbox.PENDING, outbox.ATTEMPTED, outbox.HELD))).order_by(OutboxItem.seq).limit(self.batch)))
+
+    def _push_batch(self, batch: list[OutboxItem]) -> bool:
+        """Push one batch; return whether any item was settled (so another round is worth making)."""
+        with transaction(self.engine) as session:  # marked attempted, and committed, before sending (G5)
+            rows = [session.get(OutboxItem, i.item_id) for i in batch]
+            outbox.mark_attempted(session, rows)
+        body = {"items": [{"item_id": str(i.item_id), "seq": i.seq, "kind": i.kind, "payload": i.payload}
+                          for i in batch]}
+        answer = self._send("POST", "/api/v1/push", body=body)
+        found = answer.json()
+        verdicts = found.get("verdicts") if answer.status == 200 and isinstance(found, dict) else None
+        if not isinstance(verdicts, list):
+            raise Unreachable(f"the centre's answer to a push was not a list of verdicts (HTTP {answer.status})")
+        by_id = {str(v.get("item_id")): v for v in verdicts if isinstance(v, dict)}
+        settled, missing = self._settle(batch, by_id)
+        uploaded = self._upload(missing, force=True) if missing else 0
+        return settled > 0 or uploaded > 0
+
+    def _settle(self, batch: list[OutboxItem], by_id: dict[str, dict]) -> tuple[int, set[str]]:
+        """Record each item's verdict; return how many were settled and which media the centre lacks."""
+        settled, missing = 0, set()
+        with transaction(self.engine) as session:
+            for sent in batch:
+                verdict = by_id.get(str(sent.item_id))
+                if verdict is None:
+                    continue  # no answer for this item: it stays unsent (G5)
+                item = session.get(OutboxItem, sent.item_id)
+                kind, code = verdict.get("verdict"), verdict.get("code")
+                item.code, item.message = code, verdict.get("message")
+                if kind in ("applied", "duplicate"):
+                    item.state, item.sent_at = outbox.SENT, utcnow()
+                    settled += 1
+                    self.report.pushed += 1
+                elif kind in ("conflict", "refused") and code not in ("server_busy", "server_error"):
+                    item.state = outbox.PARKED
+                    settled += 1
+                elif kind == "held":
+                    item.state = outbox.HELD
+                    if code == "media_missing":
+                        missing.update(outbox.media_of(item.payload))
+                session.add(item)
+        return settled, missing
+
+    def _upload_media(self, batch: list[OutboxItem]) -> None:
+        hashes = {h for item in batch for h in outbox.media_of(item.payload)}
+        self._upload(hashes)
+
+    def _upload(self, hashes: set[str], force: bool = False) -> int:
+        """Upload each file the centre does not have whole, resuming from what it has received; say how many."""
+        done, count = getattr(self, "_uploaded", set()), 0
+        for sha256 in sorted(hashes - (set() if force else done)):
+            if self.storage is None or not self.storage.exists(sha256):
+                log.warning("file %s is not on this device; the centre will hold the item", sha256)
+                continue
+            self._upload_one(sha256)
+            done.add(sha256)
+            count += 1
+        self._uploaded = done
+        return count
+
+    def _upload_one(self, sha256: str) -> None:
+        path = f"/api/v1/uploads/{sha256}"
+        state = self._send("GET", path)
+        found = state.json()
+        if state.status == 200 and isinstance(found, dict) and found.get("complete"):
+            return
+        offset = int(found.get("received") or 0) if state.status == 200 and isinstance(found, dict) else 0
+        with self.storage.open(sha256) as stream:
+            size = _size(stream)
+            self._put_parts(path, stream, size, offset)
+
+    def _put_parts(self, path: str, stream: BinaryIO, size: int, offset: int) -> None:
+        for _ in range(size // max(self.part, 1) + 3):
+            stream.seek(offset)
+            chunk = stream.read(self.part)
+            answer = self._send("PUT", path, query={"size": size, "offset": offset}, raw=chunk)
+            found = answer.json()
+            if not isinstance(found, dict):
+                raise Unreachable(f"the centre's answer to an upload was not JSON (HTTP {answer.status})")
+            if answer.status in (200, 201) and found.get("complete"):
+                self.report.uploaded_bytes += len(chunk)
+                return
+            if answer.status == 409 and "received" in found:  # upload_gap: start again from what it has
+                offset = int(found["received"])
+                continue
+            if answer.status != 200:
+                log.warning("upload of %s refused: %s", path, found.get("error"))
+                return  # the item is answered held or refused on push, and shown to the assessor
+            self.report.uploaded_bytes += len(chunk)
+            offset = int(found.get("received", offset + len(chunk)))
+        raise Unreachable("an upload made no progress")
+
+    # --- Pull -------------------------------------------------------------------------------------------
+
+    def pull(self, limit: int | None = None, before_apply: Callable[[dict], None] | None = None) -> None:
+        """Pull pages until the centre has no more, each applied with its cursor in one transaction."""
+        with Session(self.engine) as session:
+            state = session.get(SyncState, 1)
+            cursor = state.cursor if state else None
+        rebuilding: dict[str, set] | None = None
+        for _ in range(100_000):
+            query = {"limit": limit} if limit else {}
+            if cursor is not None:
+                query["after"] = cursor
+            answer = self._send("GET", "/api/v1/pull", query=query)
+            page = answer.json()
+            if answer.status == 409 and isinstance(page, dict) and page.get("error") == "resync_required":
+                cursor, rebuilding = None, {"candidates": set(), "evidence": set()}
+                continue
+            if answer.status != 200 or not isinstance(page, dict) or "cursor" not in page:
+                raise Unreachable(f"the centre's answer to a pull was not a page (HTTP {answer.status})")
+            if before_apply is not None:
+                before_apply(page)
+            if rebuilding is None and page.get("reset") and cursor is None and _has_state(self.engine):
+                rebuilding = {"candidates": set(), "evidence": set()}
+            self.report.pulled_rows += apply_page(self.engine, page, rebuilding)
+            cursor = page["cursor"]
+            if not page.get("more"):
+                break
+        if rebuilding is not None:
+            self._requeue_missing(rebuilding)
+
+    def _requeue_missing(self, seen: dict[str, set]) -> None:
+        """After a rebuild, queue again this device's evidence the centre no longer has (G10)."""
+        with transaction(self.engine) as session:
+            state = session.get(SyncState, 1)
+            unsent = outbox.unsent_evidence(session)
+            mine = session.exec(select(Evidence.id).where(Evidence.created_by_id == state.user_id,
+                                                          col(Evidence.candidate_id).in_(seen["candidates"])))
+            for evidence_id in mine:
+                if str(evidence_id) not in seen["evidence"] and evidence_id not in unsent:
+                    outbox.requeue(session, evidence_id)
+
+
+def _has_state(engine: Engine) -> bool:
+    with Session(engine) as session:
+        return session.get(SyncState, 1) is not None
+
+
+def _size(stream: BinaryIO) -> int:
+    stream.seek(0, 2)
+    size = stream.tell()
+    stream.seek(0)
+    return size
+
+
+# --- Applying a pulled page ---------------------------------------------------------------------------------
+
+
+def _model(table: str) -> type[SQLModel] | None:
+    return next((m.class_ for m in SQLModel._sa_registry.mappers if m.local_table.name == table), None)
+
+
+def _convert(table: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """Turn a row as JSON into column values: uuids, datetimes and dates back from text."""
+    out = {}
+    for column in table.columns:
+        if column.name not in row:
+            continue
+        value = row[column.name]
+        kind = getattr(column.type, "impl", column.type)  # UTCDateTime and the like decorate a base type
+        if value is not None and isinstance(value, str):
+            if isinstance(kind, Uuid):
+                value = uuid.UUID(value)
+            elif isinstance(kind, DateTime):
+                value = datetime.fromisoformat(value)
+            elif isinstance(kind, Date):
+                value = date.fromisoformat(value)
+        out[column.name] = value
+    return out
+
+
+def apply_page(engine: Engine, page: dict[str, Any], seen: dict[str, set] | None = None) -> int:
+    """Upsert a page's rows and write its cursor, all in one local transaction (G9, G11); return rows applied."""
+    applied = 0
+    tables = page.get("tables") or {}
+    with transaction(engine) as session:
+        keep = outbox.unsent_evidence(session)
+        keep_versions = _versions_of(session, keep, tables.get("evidenceversion", []))
+        removed = [uuid.UUID(c) for c in (page.get("removed") or {}).get("candidate", [])]
+        if removed:
+            _remove_candidates(session, removed)
+        _drop_replaced_versions(session, tables, keep)
+        for name in TABLES:
+            model = _model(name)
+            rows = tables.get(name) or []
+            if model is None or not rows:
+                continue
+            table = model.__table__
+            if name == "evidenceversion":  # a version names the one it replaces, so earlier ones go in first
+                rows = sorted(rows, key=lambda r: (str(r["evidence_id"]), r["number"]))
+            values = [_convert(table, raw) for raw in rows if not _protected(name, raw, keep, keep_versions)]
+            for value in values:
+                value.pop("password_hash", None)  # never received; the device keeps its own
+            _upsert_all(session, table, values)
+            applied += len(values)
+            if seen is not None and name == "candidate":
+                seen["candidates"].update(uuid.UUID(r["id"]) for r in rows)
+            if seen is not None and name == "evidence":
+                seen["evidence"].update(str(r["id"]) for r in rows)
+        state = session.get(SyncState, 1)
+        if state is not None:
+            state.cursor = page.get("cursor")
+            session.add(state)
+    return applied
+
+
+def _drop_replaced_versions(session: Session, tables: dict[str, list], keep: set[uuid.UUID]) -> None:
+    """Drop local versions the centre's snapshot replaces (the centre numbers a pushed version under its own id)."""
+    from tracker.models import Attachment, EvidenceCriterion, EvidenceRangeItem, EvidenceReview, Signature
+
+    pulled = {uuid.UUID(str(r["id"])) for r in tables.get("evidenceversion") or []}
+    evidence_ids = {uuid.UUID(str(r["evidence_id"])) for r in tables.get("evidenceversion") or []} - keep
+    if not evidence_ids:
+        return
+    stale = [v for v in session.exec(select(EvidenceVersion.id).where(
+        col(EvidenceVersion.evidence_id).in_(evidence_ids))) if v not in pulled]
+    if not stale:
+        return
+    for model in (EvidenceCriterion, EvidenceRangeItem, Attachment, Signature, EvidenceReview):
+        session.exec(delete(model).where(col(model.version_id).in_(stale)))
+    session.exec(update(EvidenceVersion).where(col(EvidenceVersion.evidence_id).in_(evidence_ids))
+                 .values(replaces_id=None))
+    session.exec(delete(EvidenceVersion).where(col(EvidenceVersion.id).in_(stale)))
+    session.expire_all()
+
+
+def _versions_of(session: Session, evidence_ids: set[uuid.UUID], pulled: list[dict]) -> set[str]:
+    """Return the versions (as text) of evidence with unsent changes, local or just pulled."""
+    local = session.exec(select(EvidenceVersion.id).where(col(EvidenceVersion.evidence_id).in_(evidence_ids))) \
+        if evidence_ids else []
+    return {str(v) for v in local} | {str(r["id"]) for r in pulled if uuid.UUID(r["evidence_id"]) in evidence_ids}
+
+
+def _protected(name: str, raw: dict, keep: set[uuid.UUID], keep_versions: set[str]) -> bool:
+    """Say whether a pulled row would overwrite evidence with unsent local changes (G11)."""
+    if name == "evidence":
+        return uuid.UUID(str(raw["id"])) in keep
+    if name == "evidenceversion":
+        return str(raw["id"]) in keep_versions
+    if name in EVIDENCE_CHILDREN:
+        return str(raw.get("version_id")) in keep_versions
+    return False
+
+
+def _upsert_all(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
+    """Insert or update rows by primary key, one statement per shape of row (the device is SQLite)."""
+    from sqlalchemy.dialects.sqlite import insert
+
+    keys = [c.name for c in table.primary_key.columns]
+    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        shapes.setdefault(tuple(sorted(row)), []).append(row)
+    for shape, group in shapes.items():
+        statement = insert(table)
+        others = {name: statement.excluded[name] for name in shape if name not in keys}
+        statement = statement.on_conflict_do_update(index_elements=keys, set_=others) if others else \
+            statement.on_conflict_do_nothing(index_elements=keys)
+        session.execute(statement, group)
+
+
+def _remove_candidates(session: Session, candidate_ids: list[uuid.UUID]) -> None:
+    """Delete what the device holds about candidates that have left its scope (G16); its queue stays."""
+    from tracker.models import (
+        Attachment,
+        Candidate,
+        CandidateAssignment,
+        CriterionDecision,
+        DecisionEvidence,
+        EvidenceCriterion,
+        EvidenceRangeItem,
+        EvidenceReview,
+        Signature,
+    )
+
+    evidence_ids = list(session.exec(select(Evidence.id).where(col(Evidence.candidate_id).in_(candidate_ids))))
+    version_ids = list(session.exec(select(EvidenceVersion.id).where(
+        col(EvidenceVersion.evidence_id).in_(evidence_ids)))) if evidence_ids else []
+    for model in (EvidenceCriterion, EvidenceRangeItem, Attachment, Signature):
+        session.exec(delete(model).where(col(model.version_id).in_(version_ids)))
+    session.exec(delete(EvidenceReview).where(col(EvidenceReview.evidence_id).in_(evidence_ids)))
+    decisions = select(CriterionDecision.id).where(col(CriterionDecision.candidate_id).in_(candidate_ids))
+    session.exec(delete(DecisionEvidence).where(col(DecisionEvidence.evidence_id).in_(evidence_ids)))
+    session.exec(delete(DecisionEvidence).where(col(DecisionEvidence.decision_id).in_(decisions)))
+    for model in _candidate_tables():
+        session.exec(delete(model).where(col(model.candidate_id).in_(candidate_ids)))
+    session.exec(delete(EvidenceVersion).where(col(EvidenceVersion.evidence_id).in_(evidence_ids)))
+    session.exec(delete(Evidence).where(col(Evidence.id).in_(evidence_ids)))
+    session.exec(delete(CandidateAssignment).where(col(CandidateAssignment.candidate_id).in_(candidate_ids)))
+    session.exec(delete(Candidate).where(col(Candidate.id).in_(candidate_ids)))
+
+
+def _candidate_tables() -> list[type[SQLModel]]:
+    from tracker.models import AssignmentResult, CriterionDecision, UnitSignOff
+
+    return [AssignmentResult, UnitSignOff, CriterionDecision]

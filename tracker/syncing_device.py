@@ -1,0 +1,104 @@
+"""A field device's Sync page: what the centre has not yet accepted, why, and what to do; "Sync now"; discard."""
+import uuid
+
+from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_template, request, url_for
+from flask_login import login_required
+from sqlmodel import Session
+
+from sync import outbox
+from sync.client import Client, HttpTransport
+from sync.device import Syncer, load_token, unsent
+
+from .audit import record
+from .auth import actor
+from .db import get_session
+from .models import OutboxItem, SyncState
+from .web import htmx
+
+bp = Blueprint("syncing_device", __name__, url_prefix="/sync")
+
+ADVICE = {
+    "observer_not_eligible": "Check the observer's eligibility with the centre; record the observation again once "
+                             "it is restored, or ask another eligible assessor to observe.",
+    "out_of_date": "Someone changed this evidence on the centre first. Open it after the next sync and save your "
+                   "change again on the newer version.",
+    "conflict": "The centre already holds different content under this id. Save your change as a new version.",
+    "item_changed": "Save your change as a new item.",
+}
+DEFAULT_ADVICE = "Read the reason, correct the evidence on this device and record it again, or discard this item."
+
+
+def init_app(app: Flask) -> None:
+    """Register the Sync page, the status on every page, and start background sync."""
+    app.register_blueprint(bp)
+    app.context_processor(_status)
+    app.extensions["syncer"] = syncer = Syncer(lambda: make_client(app),
+                                               interval=float(app.config.get("SYNC_INTERVAL", 60)))
+    if app.config.get("SYNC_IN_BACKGROUND", True):
+        syncer.start()
+
+
+def make_client(app: Flask) -> Client:
+    """Return a client for this device, from the token and centre URL in the instance folder."""
+    engine = app.extensions["engine"]
+    with Session(engine) as session:
+        state = session.get(SyncState, 1)
+    server = state.server_url if state else app.config.get("CENTRE_URL") or ""
+    transport = app.extensions.get("sync_transport") or HttpTransport(server)
+    return Client(engine, app.extensions["storage"], transport, load_token(app.instance_path))
+
+
+def _status() -> dict:
+    """Give every page the device's sync status: items waiting, last success, last error."""
+    session = get_session()
+    queue = outbox.status(session)
+    return {"field_sync": {"state": session.get(SyncState, 1), **queue}}
+
+
+@bp.get("/")
+@login_required
+def index():  # noqa: ANN201
+    """List every item the centre has not yet accepted, with its state and what to do."""
+    items = unsent(current_app.extensions["engine"])
+    template = "syncing_device/_items.html" if htmx and not htmx.boosted and not htmx.history_restore_request else "syncing_device/index.html"
+    return render_template(template, title="Sync", items=items, advice=ADVICE, default_advice=DEFAULT_ADVICE)
+
+
+@bp.post("/now")
+@login_required
+def now():  # noqa: ANN201
+    """Sync at once and say how it went."""
+    report = current_app.extensions["syncer"].now()
+    if report is None:
+        flash("A sync is already running; this page shows its progress when you reload it.", "info")
+    elif report.error:
+        flash(report.error, "error")
+    elif report.parked:
+        flash(f"Synced, but {len(report.parked)} item(s) need your attention below.", "error")
+    else:
+        flash(f"Synced: {report.pushed} item(s) sent, {report.pulled_rows} record(s) received.", "success")
+    return redirect(url_for("syncing_device.index"), 303)
+
+
+@bp.post("/items/<item_id>/discard")
+@login_required
+def discard(item_id: str):  # noqa: ANN201
+    """Discard a parked item once confirmed; a copy of it stays in the device's audit log."""
+    try:
+        key = uuid.UUID(item_id)
+    except ValueError:
+        abort(404)
+    session = get_session()
+    item = session.get(OutboxItem, key)
+    if item is None or item.state != outbox.PARKED:
+        abort(404)
+    if request.form.get("confirm") != "yes":
+        flash("Tick the box to confirm that you want to discard this item.", "error")
+        return redirect(url_for("syncing_device.index"), 303)
+    record(session, actor(), "sync.discarded", item, item=str(item.item_id), kind=item.kind, seq=item.seq, code=item.code,
+           message=item.message, payload=item.payload)
+    item.state = outbox.DISCARDED
+    session.add(item)
+    session.commit()
+    flash("The item was discarded. A copy is kept in this device's audit log.", "success")
+    return redirect(url_for("syncing_device.index"), 303)
