@@ -1,12 +1,10 @@
 """The device's sync client: strict acknowledgements (G5), parking, stop answers, FIFO, pulls applied whole."""
 import uuid
-from datetime import timedelta
 
 import pytest
 from sqlmodel import Session, func, select
 
 from device_support import Faulty, json_answer, nothing_to_do, rows_of
-from sync import outbox
 from sync.client import apply_page
 from sync_support import TODAY
 from tracker.audit import Actor
@@ -22,7 +20,6 @@ from tracker.models import (
     User,
 )
 from tracker.services import evidence as service
-from tracker.services import people
 
 
 def capture(tablet, field, factory, method="observation", **overrides) -> uuid.UUID:

@@ -20,7 +20,6 @@ from tracker.models import (
     EvidenceVersion,
     OutboxItem,
     Signature,
-    User,
 )
 
 

@@ -4,7 +4,6 @@ import hashlib
 import html
 import io
 import os
-import re
 import socket
 import subprocess
 import sys

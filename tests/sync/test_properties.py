@@ -4,7 +4,6 @@ import hashlib
 import io
 import shutil
 import uuid
-from datetime import timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings

@@ -9,7 +9,6 @@ from ..errors import InvalidInput, NotPermitted
 from ..models import (
     Attachment,
     DecisionEvidence,
-    Evidence,
     EvidenceCriterion,
     EvidenceRangeItem,
     EvidenceReview,
