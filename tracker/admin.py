@@ -12,6 +12,7 @@ from . import access, rules
 from .auth import actor, me
 from .db import get_session
 from .errors import InvalidInput, NotFound, Refusal
+from .services import quality
 from .forms import Form, form_from
 from .models import (
     Candidate,
@@ -54,6 +55,7 @@ SUBFORMS = {
     "expert_witness": ("ew_", ("working_knowledge", "occupational_competence", "assessment_qualification",
                                "evaluating_role", "approved_on")),
     "iqa": ("iqa_", ("qualification_code", "awarded_on", "verified_on")),
+    "lead": ("", ("lead",)),
 }
 DATE_LABELS = {"date_of_birth": "the date of birth", "registration_date": "the registration date",
                "verified_on": "the date the centre verified it", "awarded_on": "the date it was awarded",
@@ -194,6 +196,17 @@ def add_iqa_qualification(user_id: str):  # noqa: ANN201
                                       data["verified_on"])
 
     return _person_post(user_id, "iqa", do, "IQA qualification recorded.")
+
+
+@bp.post("/people/<user_id>/lead-iqa")
+def set_lead_iqa(user_id: str):  # noqa: ANN201
+    """Make an IQA the lead IQA, who sees every overdue action, or stop them being lead."""
+    def do(session: Session, user: User, data: dict) -> None:
+        if data["lead"] not in ("yes", "no"):
+            raise InvalidInput("Choose whether they are the lead IQA.", field="lead")
+        quality.set_lead(session, actor(), user, data["lead"] == "yes")
+
+    return _person_post(user_id, "lead", do, "Lead IQA updated.")
 
 
 @bp.post("/people/<user_id>/withdraw/<kind>/<record_id>")

@@ -41,7 +41,9 @@ OPEN_TO_EQA = ("auth.", "static")  # signing in and out, and the stylesheet, sta
 def guard():  # noqa: ANN201
     """Hold every EQA request to the grant: read-only, refused once access ended, and every page logged."""
     endpoint = request.endpoint or ""
-    if not endpoint or endpoint.startswith(OPEN_TO_EQA) or not current_user.is_authenticated:
+    # The device API authenticates its bearer token, never the browser session, so a session is no one there.
+    if not endpoint or endpoint.startswith(OPEN_TO_EQA) or request.blueprint == "syncing" \
+            or not current_user.is_authenticated:
         return None
     user = me()
     if not eqa.is_eqa(user):
@@ -52,6 +54,8 @@ def guard():  # noqa: ANN201
     standing = eqa.standing(session, user, now())
     if standing.refused:
         return render_template("inspection/ended.html", standing=standing), 403
+    if not standing.active and endpoint.startswith("quality."):  # the centre's QA records only during a visit
+        raise NotPermitted("You have no inspection access in force; ask the centre to grant it.")
     if standing.active:
         record(session, actor(), "eqa.viewed", user, path=request.full_path.rstrip("?"),
                candidate=_candidate_viewed(session))

@@ -62,7 +62,7 @@ def _wait_until_blocked(engine, backend) -> None:
         time.sleep(0.5)  # SQLite: the second push waits for the write lock (busy timeout), nothing to observe
         return
     with engine.connect() as conn:
-        for _ in range(200):
+        for _ in range(1200):  # up to a minute: a loaded machine is slow to start the thread and connect
             waiting = conn.execute(text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                                         "AND datname = current_database()")).scalar_one()
             if waiting:

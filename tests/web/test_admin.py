@@ -19,6 +19,7 @@ from tracker.models import (
     IqaQualification,
     OccupationalCompetence,
     Role,
+    RoleGrant,
     User,
 )
 
@@ -208,6 +209,26 @@ def test_add_role_refused_beside_the_field(as_admin, session, factory, role, mes
     session.commit()
     response = post(as_admin, f"/admin/people/{person.id}/roles", {"role": role})
     assert response.status_code == 422 and message in error_beside(text(response), "role")
+
+
+def test_lead_iqa_set_and_cleared(as_admin, session, factory):
+    """The administrator makes an IQA the lead IQA and back, each change audited; a non-IQA is refused."""
+    iqa, witness = factory.user(Role.IQA, name="Ida Iqa"), factory.user(Role.WITNESS, name="Will Witness")
+    session.commit()
+    response = post(as_admin, f"/admin/people/{iqa.id}/lead-iqa", {"lead": "yes"})
+    assert response.status_code == 303 and response.headers["Location"].endswith("#lead-section")
+    grant = session.get(RoleGrant, (iqa.id, "iqa"))
+    session.refresh(grant)
+    assert grant.lead is True
+    assert "Ida Iqa is the lead IQA" in text(as_admin.get(f"/admin/people/{iqa.id}"))
+    assert post(as_admin, f"/admin/people/{iqa.id}/lead-iqa", {"lead": "no"}).status_code == 303
+    session.refresh(grant)
+    assert grant.lead is False
+    actions = [e.details["lead"] for e in sorted(rows(session, AuditEntry, action="iqa.lead_set"), key=lambda e: e.seq)]
+    assert actions == [True, False]
+    refused = post(as_admin, f"/admin/people/{witness.id}/lead-iqa", {"lead": "yes"})
+    assert refused.status_code == 422 and "does not hold the IQA role" in text(refused)
+    assert post(as_admin, f"/admin/people/{iqa.id}/lead-iqa", {"lead": "maybe"}).status_code == 422
 
 
 def test_add_qualification_competence_and_iqa_qualification(as_admin, session, factory):

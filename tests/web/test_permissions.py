@@ -251,6 +251,8 @@ ADMIN_ROUTES = [
                             "ew_approved_on": today()}),
     admin_post("admin.add_iqa_qualification", lambda ctr: f"/admin/people/{ctr.people['iqa'].id}/iqa-qualifications",
                lambda ctr: {"iqa_qualification_code": "V1", "iqa_verified_on": today()}),
+    admin_post("admin.set_lead_iqa", lambda ctr: f"/admin/people/{ctr.people['iqa'].id}/lead-iqa",
+               lambda ctr: {"lead": "yes"}),
     admin_post("admin.withdraw", lambda ctr: f"/admin/people/{ctr.people['assessor_b'].id}/withdraw/"
                                              f"assessor_qualification/{ctr.extra['b_qualification']}",
                lambda ctr: {f"reason-{ctr.extra['b_qualification']}": "Certificate found to be forged."}),
@@ -325,7 +327,7 @@ QUALITY_ROUTES = [
           prepare=quality_setup),
     Route("quality.item", "POST", lambda ctr: f"/quality/items/{_q('item')(ctr)}", IQA_WRITE,
           lambda ctr, role: {"verdict": "agree", "reasons": ""}, "AuditEntry", prepare=quality_setup),
-    Route("quality.actions", "GET", lambda ctr: "/quality/actions", expect(200), prepare=quality_setup),
+    Route("quality.actions", "GET", lambda ctr: "/quality/actions", expect(200, eqa=403), prepare=quality_setup),
     Route("quality.respond", "POST", lambda ctr: f"/quality/actions/{_q('action')(ctr)}/respond",
           expect(403, assessor_a=303, assessor_b=404),
           lambda ctr, role: {"response": "Observed again on Friday."}, "AuditEntry", prepare=quality_setup),

@@ -1,7 +1,7 @@
 """A field device's own tables: the outbox of changes for the centre, and its sync state (empty on the centre).
 
 Revision ID: 0008
-Revises: 0004
+Revises: 0007
 Create Date: 2026-11-24 03:05:00.000000
 """
 from alembic import op
