@@ -337,6 +337,8 @@ def _damaged(name: str) -> Iterator[None]:
     """Turn a damaged or lying zip member into a clear refusal."""
     try:
         yield
+    # zipfile raises NotImplementedError for an unsupported compression method and RuntimeError for an
+    # encrypted member: both are a sender's zip we cannot read, answered like any other damaged member.
     except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
         raise PackRefused(f"Refused: {name} in the zip is damaged or not what its header says ({exc}).") from None
 
