@@ -11,20 +11,21 @@ sides. A refused file is discarded whole; the device starts it again.
 import hashlib
 import logging
 import os
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from tracker import media as pipeline
 from tracker.audit import Actor, record
 from tracker.errors import InvalidInput, Refusal
-from tracker.models import Blob, Upload, utcnow
+from tracker.models import Blob, Upload, User, utcnow
+from tracker.services import evidence
 from tracker.storage import CHUNK, HEAD, MB, SHA256, Storage
+from tracker.storage import hold
 from tracker.storage import record as record_blob
 
 log = logging.getLogger(__name__)
@@ -78,26 +79,25 @@ def spool_path(storage: Storage, sha256: str) -> Path:
     return Path(storage.spool_dir) / "parts" / check_hash(sha256)
 
 
-def state(session: Session, storage: Storage, sha256: str) -> UploadState:
-    """Return what the centre holds of a file: complete, part-way, or nothing yet."""
+def _proven(session: Session, user: User | None, sha256: str) -> bool:
+    """Say whether the centre holds a file whole and this person may attach it without sending its bytes."""
+    return session.get(Blob, sha256) is not None and not evidence.unproven(session, user, {sha256})
+
+
+def state(session: Session, storage: Storage, sha256: str, user: User | None = None) -> UploadState:
+    """Return what the centre holds of a file for this person: complete, part-way, or nothing yet.
+
+    A file stored for someone else and attached where this person cannot read it counts as not held: they send
+    its bytes like anyone else, and that proves they have it (a hash alone proves nothing).
+    """
     check_hash(sha256)
-    if session.get(Blob, sha256) is not None:
+    if _proven(session, user, sha256):
         blob = session.get(Blob, sha256)
         return UploadState(sha256, blob.size, blob.size, True)
     upload = session.get(Upload, sha256)
     if upload is None:
         return UploadState(sha256, None, 0, False)
     return UploadState(sha256, upload.size, upload.received, False)
-
-
-def missing(session: Session, hashes: Iterable[str]) -> set[str]:
-    """Return which of these files the centre does not yet hold whole."""
-    wanted = {h for h in hashes if isinstance(h, str)}
-    if not wanted:
-        return set()
-    from sqlmodel import col
-
-    return wanted - set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(wanted))))
 
 
 def _declared_size(size: Any) -> int:
@@ -127,8 +127,8 @@ def receive_part(session: Session, storage: Storage, actor: Actor, sha256: str, 
     if length is not None and length > PART:
         raise MediaRefused("too_large", f"A part may carry at most {PART // MB} MB; send the file in smaller parts.",
                            limit=PART)
-    if session.get(Blob, sha256) is not None and storage.exists(sha256):
-        return state(session, storage, sha256), False
+    if _proven(session, actor.user, sha256) and storage.exists(sha256):
+        return state(session, storage, sha256, actor.user), False
     upload = _lock(session, sha256, size, actor)
     path = spool_path(storage, sha256)
     upload.received = min(upload.received, path.stat().st_size if path.exists() else 0)  # a lost spool restarts
@@ -234,6 +234,7 @@ def _finish(session: Session, storage: Storage, actor: Actor, upload: Upload, pa
     blob = record_blob(session, upload.sha256, size, kind.media_type)
     if kind.category == "image":
         _renditions(session, storage, path, blob)
+    hold(session, blob.sha256, actor.id)
     record(session, actor, "blob.received", blob, size=size, media_type=kind.media_type)
     _discard(session, upload, path)
     return blob

@@ -27,13 +27,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, func, select
 
 from tracker.audit import Actor
 from tracker.errors import InvalidInput, NotPermitted, Refusal
 from tracker.hashing import content_hash
-from tracker.models import Blob, Device, Evidence, SyncReceipt, Tombstone, User, utcnow
-from tracker.services import evidence, validate
+from tracker.models import Device, Evidence, SyncReceipt, Tombstone, User, utcnow
+from tracker.services import evidence, steady, validate
 from tracker.services.evidence import SHA256, SignatureIn
 
 from .tokens import revoked_refusal
@@ -98,10 +98,12 @@ def apply_batch(session: Session, device: Device, user: User, items: list[dict],
     actor = Actor(user, device_id=device.id, today=today)
     answers = {i: p for i, p in enumerate(parsed) if isinstance(p, Verdict)}
     expected = _next_seq(session, device.id)
-    for i in sorted((i for i in range(len(parsed)) if i not in answers), key=lambda i: parsed[i].seq):
-        answers[i], kept = _answer(session, device, actor, parsed[i], expected)
-        if kept:
-            expected += 1
+    # Pushed items only add and sign evidence, so the facts the rules read hold still for the whole batch.
+    with steady(session):
+        for i in sorted((i for i in range(len(parsed)) if i not in answers), key=lambda i: parsed[i].seq):
+            answers[i], kept = _answer(session, device, actor, parsed[i], expected)
+            if kept:
+                expected += 1
     return [answers[i] for i in range(len(parsed))]
 
 
@@ -196,7 +198,7 @@ def _process(session: Session, device: Device, actor: Actor, item: _Item, expect
                                                      "has not been recreated.")
         _keep(session, device, item, verdict)
         return verdict, True
-    if absent := _missing_media(session, item):
+    if absent := _missing_media(session, actor.user, item):
         # Not kept: the device uploads the files and sends the item again (G6).
         return _verdict(item, HELD, "media_missing", f"{len(absent)} attached file(s) have not reached the centre "
                                                      "yet; the item will be applied once they have.",
@@ -238,12 +240,9 @@ def _declared_media(payload: Any) -> set[str]:
     return found
 
 
-def _missing_media(session: Session, item: _Item) -> set[str]:
-    """Return the declared files the centre does not hold whole yet."""
-    declared = _declared_media(item.payload)
-    if not declared:
-        return set()
-    return declared - set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(declared))))
+def _missing_media(session: Session, user: User, item: _Item) -> set[str]:
+    """Return the declared files the centre does not hold whole yet, or holds but this person has not sent."""
+    return evidence.unproven(session, user, _declared_media(item.payload))
 
 
 def _replay(session: Session, device: Device, item: _Item, receipt: SyncReceipt) -> Verdict:

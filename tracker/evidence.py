@@ -106,13 +106,12 @@ def _content_input(session: Session, form: Form) -> dict:
 def _kept_uploads(session: Session, form: Form) -> list[dict]:
     """Store newly uploaded files, and keep the ones uploaded on an earlier, refused attempt."""
     kept = [dict(zip(("sha256", "filename"), k.split("|", 1), strict=True)) for k in form.getlist("kept") if "|" in k]
-    if not all(service.may_attach(session, me(), k["sha256"]) for k in kept):  # the same words as for a file never stored
-        raise InvalidInput("An attached file has not been uploaded yet; upload it first.", field="attachments")
     try:
         for upload in request.files.getlist("files"):
             if not upload or not upload.filename:
                 continue
-            stored = media.ingest(session, storage(), upload.stream, upload.filename, upload.mimetype)
+            stored = media.ingest(session, storage(), upload.stream, upload.filename, upload.mimetype,
+                                  holder=me().id)
             session.commit()  # a stored file outlives a refused form, so the person need not upload it again
             if stored.sha256 not in {k["sha256"] for k in kept}:
                 kept.append({"sha256": stored.sha256, "filename": stored.filename})
@@ -152,7 +151,7 @@ def _signature_image(session: Session, form: Form, name: str) -> str | None:
         raw = b""
     if not raw or len(raw) > MAX_SIGNATURE:
         raise InvalidInput("The signature could not be read: clear it and sign again.", field=name)
-    stored = media.ingest(session, storage(), io.BytesIO(raw), "signature.png", "image/png")
+    stored = media.ingest(session, storage(), io.BytesIO(raw), "signature.png", "image/png", holder=me().id)
     session.commit()
     return stored.sha256
 

@@ -8,6 +8,7 @@ thumbnail (always JPEG) are stored beside it as ordinary blobs, each linked to t
 made from, recorded in the BlobRendition table that `derived_sha256` reads.
 """
 import io
+import uuid
 import struct
 import unicodedata
 import warnings
@@ -22,7 +23,7 @@ from sqlmodel import Session
 
 from .errors import InvalidInput
 from .models import Blob, BlobRendition
-from .storage import MB, Storage, record, spool
+from .storage import MB, Storage, hold, record, spool
 
 try:  # HEIC (iPhone and iPad photos) only where the optional pillow-heif package is installed
     from pillow_heif import register_heif_opener
@@ -634,18 +635,22 @@ def _ingest_image(session: Session, storage: Storage, path: Path, name: str, kin
 
 
 def ingest(session: Session, storage: Storage, stream: BinaryIO, filename: str | None,
-           declared_type: str | None = None) -> Ingested:
+           declared_type: str | None = None, *, holder: uuid.UUID | None = None) -> Ingested:
     """Take an upload: spool it within its type's size limit, check what it is, clean photos, store it.
 
     `declared_type` (the browser's claim) is accepted for the callers' convenience and deliberately ignored.
+    `holder` is the person who sent the bytes: they may attach the stored file even where others already have.
     """
     del declared_type
     name = safe_filename(filename)
     with spool(stream, storage.spool_dir, max(LIMITS.values()), limit=_limit_for(name)) as upload:
         kind = _identify(upload.head, name, upload.path)
         if kind.category == "image":
-            return _ingest_image(session, storage, upload.path, name, kind)
-        storage.put_file(upload.path, upload.sha256)
-        blob = record(session, upload.sha256, upload.size, kind.media_type)
-        return Ingested(blob.sha256, blob.size, kind.media_type, safe_filename(name, kind.extension),
-                        kind.category)
+            stored = _ingest_image(session, storage, upload.path, name, kind)
+        else:
+            storage.put_file(upload.path, upload.sha256)
+            blob = record(session, upload.sha256, upload.size, kind.media_type)
+            stored = Ingested(blob.sha256, blob.size, kind.media_type, safe_filename(name, kind.extension),
+                              kind.category)
+    hold(session, stored.sha256, holder)
+    return stored

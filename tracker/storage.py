@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, Protocol
 from sqlmodel import Session
 
 from .errors import InvalidInput
-from .models import Blob
+from .models import Blob, BlobHolder
 
 CHUNK = 1024 * 1024
 HEAD = 64 * 1024  # enough of a file's start to tell what it is (magic numbers, WebM track list)
@@ -277,6 +277,13 @@ def record(session: Session, sha256: str, size: int, media_type: str) -> Blob:
         session.add(blob)
         session.flush()
     return blob
+
+
+def hold(session: Session, sha256: str, user_id: object) -> None:
+    """Record that a person has sent a stored file's bytes (their proof of possession, kept once)."""
+    if user_id is not None and session.get(BlobHolder, (sha256, user_id)) is None:
+        session.add(BlobHolder(sha256=sha256, user_id=user_id))
+        session.flush()
 
 
 def store(session: Session, storage: Storage, stream: BinaryIO, media_type: str, max_size: int) -> Blob:

@@ -201,7 +201,7 @@ def pull() -> Response:
 def upload_state(sha256: str) -> Response:
     """Say how much of a file the centre has."""
     session = get_session()
-    answer = media_sync.state(session, current_app.extensions["storage"], sha256)
+    answer = media_sync.state(session, current_app.extensions["storage"], sha256, g.user)
     session.commit()
     return jsonify(answer.as_dict())
 

@@ -266,6 +266,15 @@ def test_malformed_upload_requests_are_400(field, session, path, params, status)
     assert count(session, Upload) == 0
 
 
+def another_assessors_file(session, factory) -> str:  # noqa: ANN001
+    """Give another assessor's candidate a work product; return its file's sha256."""
+    other_assessor = factory.assessor()
+    theirs = factory.capture(other_assessor, factory.candidate(assessors=(other_assessor,)), "work_product")
+    session.commit()
+    return session.exec(select(Attachment.sha256).join(EvidenceVersion).where(
+        EvidenceVersion.evidence_id == theirs.id)).one()
+
+
 def test_media_is_served_only_within_scope(field, session, factory, tmp_path):
     """GET media: the bytes of a file on evidence in scope; 404 for another assessor's file or an unknown one."""
     data = b"%PDF-1.7 mine"
@@ -276,12 +285,27 @@ def test_media_is_served_only_within_scope(field, session, factory, tmp_path):
     answer = field.get(f"/api/v1/media/{sha(data)}")
     assert answer.status_code == 200 and answer.content == data
     assert answer.headers["Content-Type"] == "application/pdf"
-    other_assessor = factory.assessor()
-    other = factory.candidate(assessors=(other_assessor,))
-    theirs = factory.capture(other_assessor, other, "work_product")
-    session.commit()
-    their_sha = session.exec(select(Attachment.sha256).join(EvidenceVersion).where(
-        EvidenceVersion.evidence_id == theirs.id)).one()
+    their_sha = another_assessors_file(session, factory)
     for digest in (their_sha, sha(b"unknown")):
         refused = field.get(f"/api/v1/media/{digest}")
         assert refused.status_code == 404 and refused.json()["error"] == "not_found"
+
+
+def test_a_file_known_only_by_its_hash_must_be_sent_before_it_is_attached(field, session, factory):
+    """Another assessor's file named by its hash: the centre says it does not hold it, the record waits as
+    media_missing and the file stays unreadable; once the device sends the bytes, the record is applied."""
+    their_sha = another_assessors_file(session, factory)
+    data = stored(field, their_sha) or b"%PDF-1.7 test"  # the factory's bytes: its Blob row has no stored file
+    assert sha(data) == their_sha
+    assert state(field, their_sha) == {"sha256": their_sha, "size": None, "received": 0, "complete": False}
+    item = capture(factory, field.candidate, 1, "work_product",
+                   attachments=[{"sha256": their_sha, "filename": "borrowed.pdf"}])
+    session.commit()
+    answer = field.push([item])
+    assert verdicts(answer) == ["held"] and answer.json()["verdicts"][0]["result"] == {"missing": [their_sha]}
+    assert field.get(f"/api/v1/media/{their_sha}").status_code == 404
+    assert count(session, Attachment) == 1
+    assert put(field, data, size=len(data)).status_code == 201
+    assert state(field, their_sha)["complete"] is True
+    assert verdicts(field.push([item])) == ["applied"]
+    assert field.get(f"/api/v1/media/{their_sha}").content == data

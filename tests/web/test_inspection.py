@@ -283,7 +283,7 @@ def test_import_page_refuses_bad_uploads(client, sign_in, session, visit, data, 
     assert counts(session) == before
 
 
-def test_import_page_brings_a_learner_in_once(app, client, sign_in, session, factory, receiving, tmp_path):
+def test_import_page_brings_a_learner_in_once(app, client, sign_in, session, factory, receiving, tmp_path):  # noqa: F811
     """A pack from another centre is imported with the same grid; uploading it again is refused."""
     with Session(receiving, expire_on_commit=False) as other:
         sender = Factory(other, factory.today)

@@ -7,6 +7,7 @@ from .base import new_id, utcnow
 from .evidence import (
     Attachment,
     Blob,
+    BlobHolder,
     BlobRendition,
     Evidence,
     EvidenceCriterion,
@@ -34,7 +35,7 @@ from .spec import Criterion, Outcome, Qualification, QualificationUnit, RangeIte
 metadata = SQLModel.metadata
 
 __all__ = [
-    "AssessorQualification", "AssignmentResult", "Attachment", "AuditEntry", "AuditHead", "Blob", "BlobRendition", "Candidate",
+    "AssessorQualification", "AssignmentResult", "Attachment", "AuditEntry", "AuditHead", "Blob", "BlobHolder", "BlobRendition", "Candidate",
     "CandidateAssignment", "Criterion", "CriterionDecision", "DecisionEvidence", "Evidence",
     "EvidenceCriterion", "EvidenceRangeItem", "EvidenceReview", "EvidenceVersion", "ExpertWitnessApproval",
     "IqaQualification", "IqaReview", "Method", "OccupationalCompetence", "Outcome", "Qualification",

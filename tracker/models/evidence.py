@@ -112,6 +112,14 @@ class Blob(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class BlobHolder(SQLModel, table=True):
+    """A person who has sent a stored file's bytes, and so may attach it wherever else it is attached."""
+
+    sha256: str = Field(foreign_key="blob.sha256", primary_key=True, max_length=64)
+    user_id: uuid.UUID = Field(foreign_key="user_account.id", primary_key=True)
+    proven_at: datetime = Field(default_factory=utcnow)
+
+
 class BlobRendition(SQLModel, table=True):
     """A smaller copy of a photo (the screen size or the thumbnail), itself stored as a blob."""
 

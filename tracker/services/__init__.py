@@ -1,4 +1,6 @@
 """The portfolio's operations: each checks permissions and the handbook rules, writes, and audits."""
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
@@ -6,6 +8,7 @@ from pydantic import BaseModel, ValidationError
 from ..errors import InvalidInput
 
 T = TypeVar("T", bound=BaseModel)
+V = TypeVar("V")
 
 
 def validate(model: type[T], data: object) -> T:
@@ -28,3 +31,24 @@ def validate(model: type[T], data: object) -> T:
 def _plain(message: str) -> str:
     """Make pydantic's messages read as sentences for people."""
     return message.replace("Input should be", "should be").replace("String should", "should").rstrip(".")
+
+
+@contextmanager
+def steady(session: object) -> Iterator[None]:
+    """Remember the facts the rules read (candidates, units, criteria, credentials, assignments, sign-offs) for a
+    block that changes none of them, such as a device's batch of evidence: each is then read once, not per item."""
+    session.info["steady"] = {}
+    try:
+        yield
+    finally:
+        session.info.pop("steady", None)
+
+
+def remembered(session: object, key: Hashable, load: Callable[[], V]) -> V:
+    """Return a fact from the steady block's memory, loading it the first time; outside one, just load it."""
+    memory = session.info.get("steady")
+    if memory is None:
+        return load()
+    if key not in memory:
+        memory[key] = load()
+    return memory[key]

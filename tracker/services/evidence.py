@@ -13,6 +13,7 @@ from ..hashing import content_hash
 from ..models import (
     Attachment,
     Blob,
+    BlobHolder,
     BlobRendition,
     Candidate,
     Criterion,
@@ -34,7 +35,7 @@ from ..models import (
     User,
     utcnow,
 )
-from . import people, validate
+from . import people, remembered, validate
 
 SHA256 = r"^[0-9a-f]{64}$"
 CONTENT_FIELDS = ("title", "activity_date", "setting", "setting_detail", "simulated", "narrative", "seen_in_place",
@@ -155,8 +156,9 @@ def current_version(session: Session, evidence: Evidence) -> EvidenceVersion:
 
 def unit_for(session: Session, candidate: Candidate, code: str) -> Unit:
     """Return a unit of the candidate's qualification by code, or refuse."""
-    unit = session.exec(select(Unit).join(QualificationUnit, QualificationUnit.unit_id == Unit.id).where(
-        QualificationUnit.qualification_id == candidate.qualification_id, Unit.code == code)).first()
+    unit = remembered(session, ("unit", candidate.qualification_id, code), lambda: session.exec(
+        select(Unit).join(QualificationUnit, QualificationUnit.unit_id == Unit.id).where(
+            QualificationUnit.qualification_id == candidate.qualification_id, Unit.code == code)).first())
     if unit is None:
         qualification = session.get(Qualification, candidate.qualification_id)
         raise InvalidInput(f"Unit {code} is not part of {qualification.code}.", field="unit")
@@ -165,9 +167,9 @@ def unit_for(session: Session, candidate: Candidate, code: str) -> Unit:
 
 def locked_on(session: Session, candidate_id: uuid.UUID, unit_id: int) -> date | None:
     """Return the day a unit was signed off for a candidate, if it is locked."""
-    row = session.exec(select(UnitSignOff).where(
+    row = remembered(session, ("signed_off", candidate_id, unit_id), lambda: session.exec(select(UnitSignOff).where(
         UnitSignOff.candidate_id == candidate_id, UnitSignOff.unit_id == unit_id,
-        col(UnitSignOff.reopened_at).is_(None))).first()
+        col(UnitSignOff.reopened_at).is_(None))).first())
     return row.signed_at.date() if row else None
 
 
@@ -228,8 +230,9 @@ def _resolve(session: Session, unit: Unit, content: ContentIn, user: User | None
     if len(set(codes)) != len(codes):
         raise InvalidInput("Each criterion can be mapped only once; put everything about it in one note.",
                            field="criteria")
-    found = {c.code: c for c in session.exec(select(Criterion).where(
-        Criterion.unit_id == unit.id, col(Criterion.code).in_(codes), col(Criterion.retired).is_(False)))}
+    current = remembered(session, ("criteria", unit.id), lambda: {c.code: c for c in session.exec(
+        select(Criterion).where(Criterion.unit_id == unit.id, col(Criterion.retired).is_(False)))})
+    found = {code: current[code] for code in codes if code in current}
     unknown = [c for c in codes if c not in found]
     if unknown:
         raise InvalidInput(f"Unit {unit.code} has no criterion {', '.join(unknown)}.", field="criteria")
@@ -255,8 +258,7 @@ def _check_blobs(session: Session, attachments: list[AttachmentIn], user: User |
     hashes = {a.sha256 for a in attachments}
     if len(hashes) != len(attachments):
         raise InvalidInput("The same file is attached twice.", field="attachments")
-    stored = set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(hashes)))) if hashes else set()
-    if hashes - stored:
+    if unproven(session, user, hashes):
         raise InvalidInput("An attached file has not been uploaded yet; upload it first.", field="attachments")
 
 
@@ -265,6 +267,17 @@ def attached_to(session: Session, sha256: str) -> set[uuid.UUID]:
     attached = session.exec(select(EvidenceVersion.evidence_id).join(Attachment).where(Attachment.sha256 == sha256))
     signed = session.exec(select(EvidenceVersion.evidence_id).join(Signature).where(Signature.image_sha256 == sha256))
     return set(attached) | set(signed)
+
+
+def unproven(session: Session, user: User | None, hashes: set[str]) -> set[str]:
+    """Return the files a person may not attach: not stored, or stored and attached where they cannot read it
+    without their having sent its bytes themselves (the same answer for both, so a hash reveals nothing)."""
+    if not hashes:
+        return set()
+    stored = set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(hashes))))
+    held = set(session.exec(select(BlobHolder.sha256).where(
+        col(BlobHolder.sha256).in_(stored), BlobHolder.user_id == user.id))) if user is not None and stored else set()
+    return (hashes - stored) | {h for h in stored - held if not may_attach(session, user, h)}
 
 
 def may_attach(session: Session, user: User | None, sha256: str) -> bool:

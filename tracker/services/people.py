@@ -28,7 +28,7 @@ from ..models import (
     Unit,
     User,
 )
-from . import validate
+from . import remembered, validate
 
 _hasher = PasswordHasher()  # argon2id, memory-hard, with the library's recommended parameters
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -284,7 +284,11 @@ class Credentials:
 
 def credentials(session: Session, user_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Credentials]:
     """Load roles and credentials for many people in four queries."""
-    ids = set(user_ids)
+    ids = frozenset(user_ids)
+    return remembered(session, ("credentials", ids), lambda: _credentials(session, ids))
+
+
+def _credentials(session: Session, ids: frozenset[uuid.UUID]) -> dict[uuid.UUID, Credentials]:
     found: dict[uuid.UUID, Credentials] = defaultdict(Credentials)
     if not ids:
         return found
@@ -440,9 +444,10 @@ def assigned(session: Session, candidate: Candidate, user_id: uuid.UUID | None, 
     """Say whether a person is currently attached to a candidate in one of the roles."""
     if user_id is None:
         return False
-    return session.exec(select(CandidateAssignment.id).where(
-        CandidateAssignment.candidate_id == candidate.id, CandidateAssignment.user_id == user_id,
-        col(CandidateAssignment.role).in_(roles), col(CandidateAssignment.ended_on).is_(None))).first() is not None
+    return remembered(session, ("assigned", candidate.id, user_id, roles), lambda: session.exec(
+        select(CandidateAssignment.id).where(
+            CandidateAssignment.candidate_id == candidate.id, CandidateAssignment.user_id == user_id,
+            col(CandidateAssignment.role).in_(roles), col(CandidateAssignment.ended_on).is_(None))).first() is not None)
 
 
 def get_candidate(session: Session, candidate_id: uuid.UUID | str) -> Candidate:
