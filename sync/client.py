@@ -385,9 +385,12 @@ def apply_page(engine: Engine, page: dict[str, Any], seen: dict[str, set] | None
     with transaction(engine) as session:
         keep = outbox.unsent_evidence(session)
         keep_versions = _versions_of(session, keep, tables.get("evidenceversion", []))
-        removed = [uuid.UUID(c) for c in (page.get("removed") or {}).get("candidate", [])]
-        if removed:
-            _remove_candidates(session, removed)
+        removed = page.get("removed") or {}
+        if removed.get("candidate"):
+            _remove_candidates(session, [uuid.UUID(c) for c in removed["candidate"]])
+        # Evidence deleted at the centre goes, unless it has unsent changes here: those stay readable and the
+        # centre's refusal ("deleted") shows on the Sync page for the assessor to settle (G15).
+        _remove_evidence(session, [e for e in map(uuid.UUID, removed.get("evidence") or []) if e not in keep])
         _drop_replaced_versions(session, tables, keep)
         for name in TABLES:
             model = _model(name)
@@ -469,11 +472,22 @@ def _upsert_all(session: Session, table: Any, rows: list[dict[str, Any]]) -> Non
 
 def _remove_candidates(session: Session, candidate_ids: list[uuid.UUID]) -> None:
     """Delete what the device holds about candidates that have left its scope (G16); its queue stays."""
+    from tracker.models import Candidate, CandidateAssignment, CriterionDecision, DecisionEvidence
+
+    _remove_evidence(session, list(session.exec(select(Evidence.id).where(
+        col(Evidence.candidate_id).in_(candidate_ids)))))
+    decisions = select(CriterionDecision.id).where(col(CriterionDecision.candidate_id).in_(candidate_ids))
+    session.exec(delete(DecisionEvidence).where(col(DecisionEvidence.decision_id).in_(decisions)))
+    for model in _candidate_tables():
+        session.exec(delete(model).where(col(model.candidate_id).in_(candidate_ids)))
+    session.exec(delete(CandidateAssignment).where(col(CandidateAssignment.candidate_id).in_(candidate_ids)))
+    session.exec(delete(Candidate).where(col(Candidate.id).in_(candidate_ids)))
+
+
+def _remove_evidence(session: Session, evidence_ids: list[uuid.UUID]) -> None:
+    """Delete pieces of evidence with their versions, links, signatures, reviews and decision links."""
     from tracker.models import (
         Attachment,
-        Candidate,
-        CandidateAssignment,
-        CriterionDecision,
         DecisionEvidence,
         EvidenceCriterion,
         EvidenceRangeItem,
@@ -481,21 +495,18 @@ def _remove_candidates(session: Session, candidate_ids: list[uuid.UUID]) -> None
         Signature,
     )
 
-    evidence_ids = list(session.exec(select(Evidence.id).where(col(Evidence.candidate_id).in_(candidate_ids))))
+    if not evidence_ids:
+        return
     version_ids = list(session.exec(select(EvidenceVersion.id).where(
-        col(EvidenceVersion.evidence_id).in_(evidence_ids)))) if evidence_ids else []
+        col(EvidenceVersion.evidence_id).in_(evidence_ids))))
     for model in (EvidenceCriterion, EvidenceRangeItem, Attachment, Signature):
         session.exec(delete(model).where(col(model.version_id).in_(version_ids)))
     session.exec(delete(EvidenceReview).where(col(EvidenceReview.evidence_id).in_(evidence_ids)))
-    decisions = select(CriterionDecision.id).where(col(CriterionDecision.candidate_id).in_(candidate_ids))
     session.exec(delete(DecisionEvidence).where(col(DecisionEvidence.evidence_id).in_(evidence_ids)))
-    session.exec(delete(DecisionEvidence).where(col(DecisionEvidence.decision_id).in_(decisions)))
-    for model in _candidate_tables():
-        session.exec(delete(model).where(col(model.candidate_id).in_(candidate_ids)))
+    session.exec(update(EvidenceVersion).where(col(EvidenceVersion.evidence_id).in_(evidence_ids))
+                 .values(replaces_id=None))
     session.exec(delete(EvidenceVersion).where(col(EvidenceVersion.evidence_id).in_(evidence_ids)))
     session.exec(delete(Evidence).where(col(Evidence.id).in_(evidence_ids)))
-    session.exec(delete(CandidateAssignment).where(col(CandidateAssignment.candidate_id).in_(candidate_ids)))
-    session.exec(delete(Candidate).where(col(Candidate.id).in_(candidate_ids)))
 
 
 def _candidate_tables() -> list[type[SQLModel]]:

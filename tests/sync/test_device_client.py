@@ -1,10 +1,12 @@
 """The device's sync client: strict acknowledgements (G5), parking, stop answers, FIFO, pulls applied whole."""
+import json
 import uuid
 
 import pytest
 from sqlmodel import Session, func, select
 
 from device_support import Faulty, json_answer, nothing_to_do, rows_of
+from sync import pull
 from sync.client import apply_page
 from sync_support import TODAY
 from tracker.audit import Actor
@@ -19,6 +21,7 @@ from tracker.models import (
     SyncState,
     User,
 )
+from tracker.services import deletions
 from tracker.services import evidence as service
 
 
@@ -29,6 +32,16 @@ def capture(tablet, field, factory, method="observation", **overrides) -> uuid.U
         item = service.capture(s, me, factory.evidence_data(field.candidate, method, **overrides))
         s.commit()
         return item.id
+
+
+def revise(tablet, field, factory, evidence_id, title: str) -> None:  # noqa: ANN001
+    """Save a second version of the device's evidence on the device, committed (queued, not yet sent)."""
+    with Session(tablet.engine, expire_on_commit=False) as s:
+        me = Actor(s.get(User, field.assessor.id), today=TODAY)
+        content = {k: v for k, v in factory.evidence_data(field.candidate, "observation", title=title).items()
+                   if k not in ("candidate_id", "unit", "method", "submit", "signatures")}
+        service.revise(s, me, evidence_id, content, base_version=1)
+        s.commit()
 
 
 def items(tablet) -> list[OutboxItem]:
@@ -193,12 +206,7 @@ def test_a_pull_never_overwrites_unsent_local_changes(tablet, field, factory, se
     evidence_id = capture(tablet, field, factory, submit=False, title="Mine")
     assert tablet.client().sync().ok
     page = page_of(session, "5", evidence=1, evidenceversion=1)
-    with Session(tablet.engine, expire_on_commit=False) as s:
-        me = Actor(s.get(User, field.assessor.id), today=TODAY)
-        content = {k: v for k, v in factory.evidence_data(field.candidate, "observation", title="Newer").items()
-                   if k not in ("candidate_id", "unit", "method", "submit", "signatures")}
-        service.revise(s, me, evidence_id, content, base_version=1)
-        s.commit()
+    revise(tablet, field, factory, evidence_id, "Newer")
     apply_page(tablet.engine, page)
     with Session(tablet.engine) as s:
         assert s.get(Evidence, evidence_id).current_version == 2
@@ -211,6 +219,33 @@ def test_removed_candidates_leave_the_device_but_the_queue_stays(tablet, field, 
     with Session(tablet.engine) as s:
         assert s.get(Candidate, field.candidate.id) is None and s.get(Evidence, evidence_id) is None
     assert [i.state for i in items(tablet)] == ["pending"]
+
+
+def test_evidence_deleted_at_the_centre_leaves_the_device_unless_it_has_unsent_changes(tablet, field, factory,
+                                                                                        session):
+    """G15/G16: a draft the administrator deleted at the centre goes from the device at its next sync; one with
+    an unsent change stays readable, and the centre's "deleted" answer shows for the assessor to settle."""
+    gone = capture(tablet, field, factory, submit=False, title="Recorded against the wrong candidate")
+    kept = capture(tablet, field, factory, submit=False, title="Still being written")
+    assert tablet.client().sync().ok
+    revise(tablet, field, factory, kept, "Rewritten")
+    cursor = pull.pull(session, field.assessor, None).cursor  # where the centre's changes stand now
+    for evidence_id in (gone, kept):
+        deletions.delete_draft(session, factory.as_admin, evidence_id, "Wrong candidate")
+    session.commit()
+    page = pull.pull(session, field.assessor, cursor)  # the centre's real answer to the device's next pull
+    assert page.removed["evidence"] == sorted(str(e) for e in (gone, kept))
+    tablet.centre.pages.append(json.loads(json.dumps(page.as_dict(), default=str)))
+    tablet.client().sync()
+    with Session(tablet.engine) as s:
+        assert s.get(Evidence, gone) is None
+        assert s.exec(select(func.count()).select_from(EvidenceVersion).where(
+            EvidenceVersion.evidence_id == gone)).one() == 0
+        assert s.get(Evidence, kept) is not None
+        assert s.exec(select(EvidenceVersion.title).where(EvidenceVersion.evidence_id == kept).order_by(
+            EvidenceVersion.number)).all() == ["Still being written", "Rewritten"]
+    parked = [i for i in items(tablet) if i.evidence_id == kept and i.state != "sent"]
+    assert parked and parked[-1].code == "deleted" and "deleted at the centre" in parked[-1].message
 
 
 def test_resync_required_rebuilds_and_requeues_what_the_centre_lost(tablet, field, factory, session):
