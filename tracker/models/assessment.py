@@ -2,7 +2,7 @@
 import uuid
 from datetime import date, datetime
 
-from sqlalchemy import Text
+from sqlalchemy import CheckConstraint, Text
 from sqlmodel import Field, SQLModel
 
 from .base import new_id, utcnow
@@ -57,12 +57,17 @@ class AssignmentResult(SQLModel, table=True):
 
 
 class IqaReview(SQLModel, table=True):
-    """An internal quality assurer's review of an assessment decision."""
+    """An internal quality assurer's review of one assessment decision (interim) or one unit sign-off (summative)."""
+
+    __table_args__ = (CheckConstraint(
+        "(decision_id IS NOT NULL AND signoff_id IS NULL) OR (decision_id IS NULL AND signoff_id IS NOT NULL)",
+        name="ck_iqareview_one_subject"),)
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     iqa_id: uuid.UUID = Field(foreign_key="user_account.id", index=True)
-    decision_id: uuid.UUID = Field(foreign_key="criteriondecision.id", index=True)
+    decision_id: uuid.UUID | None = Field(default=None, foreign_key="criteriondecision.id", index=True)
+    signoff_id: uuid.UUID | None = Field(default=None, foreign_key="unitsignoff.id", index=True)
     verdict: str = Field(max_length=20)  # "agree" or "disagree"
     reasons: str = Field(default="", sa_type=Text)
-    practice_feedback: str = Field(default="", sa_type=Text)  # interim: on the assessor's planning and feedback
+    practice_feedback: str = Field(default="", sa_type=Text)  # on the assessor's planning, feedback and judgement
     created_at: datetime = Field(default_factory=utcnow)
