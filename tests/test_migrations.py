@@ -1,15 +1,21 @@
-"""Migrations: an upgraded empty database has exactly the models' schema, and the audit log is append-only."""
+"""Migrations: an upgraded empty database has exactly the models' schema, the audit log is append-only, and
+changes to tables with rows keep what they hold."""
+from datetime import timedelta
+
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlmodel import Session, select
 
 from tracker import models
 from tracker.audit import SYSTEM, record
 from tracker.db import alembic_config, make_engine, transaction, upgrade
-from tracker.models import AuditEntry
+from tracker.models import AuditEntry, IqaReview, Role, SampleItem
+from tracker.services import assessment, quality
 
 
 @pytest.fixture
@@ -76,3 +82,37 @@ def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path):
         assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
         assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 2  # FULL
     engine.dispose()
+
+
+def test_summative_review_migration_keeps_sampled_items_linked(engine, session, factory):
+    """Going back to 0009 drops sign-off reviews and keeps decision reviews linked to their items; coming forward
+    again keeps the links; a review must concern exactly one decision or one sign-off."""
+    iqa, assessor = factory.user(Role.IQA, name="Ida Iqa"), factory.assessor(name="Ann Assessor")
+    candidate = factory.candidate(assessors=(assessor,), iqas=(iqa,))
+    factory.all_met(assessor, candidate)
+    signoff = assessment.sign_off(session, factory.actor(assessor), candidate.id, "002", True)
+    for kind in ("interim", "summative"):
+        strategy = quality.create_strategy(session, factory.actor(iqa), {
+            "name": kind, "kind": kind, "cycle_start": factory.today - timedelta(days=9),
+            "cycle_end": factory.today + timedelta(days=9), "base_rate": 100})
+        sample = quality.draw(session, factory.actor(iqa), strategy.id, 1)
+        item = session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)
+                            .order_by(SampleItem.decision_id)).first()
+        quality.review(session, factory.actor(iqa), item.id, "agree", "")
+    session.commit()
+    links = lambda s: {(i.decision_id, i.signoff_id, i.review_id is not None)  # noqa: E731
+                       for i in s.exec(select(SampleItem)) if i.review_id or i.signoff_id}
+    kept = links(session) - {(None, signoff.id, True)}
+    session.close()
+    command.downgrade(alembic_config(engine), "0009")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM iqareview")).scalar_one() == 1
+        assert conn.execute(text("SELECT count(*) FROM sampleitem WHERE review_id IS NOT NULL")).scalar_one() == 1
+    upgrade(engine)
+    with Session(engine) as fresh:
+        assert links(fresh) == kept | {(None, signoff.id, False)}
+        for subject in ({}, {"decision_id": next(iter(kept))[0], "signoff_id": signoff.id}):
+            fresh.add(IqaReview(iqa_id=iqa.id, verdict="agree", **subject))
+            with pytest.raises(IntegrityError):
+                fresh.flush()
+            fresh.rollback()

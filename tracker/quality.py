@@ -13,8 +13,9 @@ from .auth import actor, me
 from .db import get_session
 from .errors import NotFound, Refusal
 from .forms import form_from
-from .models import Role, Sample, SamplingStrategy
+from .models import Role, Sample, SampleItem, SamplingStrategy
 from .services import quality
+from .web import htmx
 
 bp = Blueprint("quality", __name__, url_prefix="/quality")
 READERS = (Role.IQA, Role.EQA)
@@ -157,11 +158,12 @@ def add_item(sample_id: str):  # noqa: ANN201
 @bp.route("/items/<item_id>", methods=["GET", "POST"])
 @login_required
 def item(item_id: str):  # noqa: ANN201
-    """Show a sampled decision with its evidence, mapping, judgement and feedback; the IQA records a verdict."""
+    """Show a sampled decision or sign-off with what it rests on; the IQA records a verdict (htmx: the review only)."""
     _reader()
     session = get_session()
     found, row = quality.item_for(session, me(), item_id)
     form = form_from(request.form, "verdict", "reasons", "practice_feedback", "action", "due_on")
+    recorded = False
     if request.method == "POST":
         _writer()
         if row.iqa_id != me().id:
@@ -171,14 +173,31 @@ def item(item_id: str):  # noqa: ANN201
                            request.form.get("reasons", ""), request.form.get("practice_feedback", ""),
                            request.form.get("action", ""), request.form.get("due_on", ""))
             session.commit()
-            flash("Review recorded.", "success")
-            return redirect(url_for("quality.item", item_id=found.id), 303)
+            if not _partial():
+                flash("Review recorded.", "success")
+                return redirect(url_for("quality.item", item_id=found.id), 303)
+            recorded = True
         except Refusal as refusal:
             session.rollback()
             form.refuse(refusal)
-    detail = quality.item_detail(session, found)
-    return render_template("quality/item.html", d=detail, s=row, form=form, can_write=_writes(row),
-                           today=date.today()), 422 if form.summary else 200
+    return _item(found, row, form, recorded)
+
+
+def _partial() -> bool:
+    """Say whether the request is an in-page htmx request (boosted and history-restore requests get pages)."""
+    return bool(htmx and not htmx.boosted and not htmx.history_restore_request)
+
+
+def _item(found: SampleItem, row: SamplingStrategy, form, recorded: bool):  # noqa: ANN001, ANN202
+    """Render the review page of a decision or a sign-off, or only its review section for htmx."""
+    detail = quality.item_detail(get_session(), found)
+    if _partial():
+        template, status = "quality/_review.html", 200
+    else:
+        template = "quality/item.html" if found.decision_id else "quality/signoff.html"
+        status = 422 if form.summary else 200
+    return render_template(template, d=detail, s=row, form=form, can_write=_writes(row), today=date.today(),
+                           recorded=recorded), status
 
 
 @bp.get("/actions")
@@ -194,7 +213,7 @@ def actions():  # noqa: ANN201
 @bp.post("/actions/<action_id>/respond")
 @login_required
 def respond(action_id: str):  # noqa: ANN201
-    """The assessor answers an action, and may reopen the decision it concerns."""
+    """The assessor answers an action, and may reopen the decision or signed-off unit it concerns."""
     access.require(Role.ASSESSOR in me().role_names, "Only the assessor the action is for can answer it.")
     session = get_session()
     try:

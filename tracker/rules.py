@@ -388,16 +388,24 @@ def check_witness_details(details: dict[str, Any], *, signed: bool, allow_relate
 # --- Quality assurance, registration, signatures, locks ---------------------------------------
 
 
-def check_iqa_independence(iqa_id: Any, assessor_id: Any, evidence_recorder_ids: Iterable[Any], iqa_name: str) -> None:
-    """Refuse an IQA reviewing a decision they made, or one resting on evidence they recorded."""
-    if iqa_id == assessor_id or iqa_id in set(evidence_recorder_ids):
-        what = "made this assessment decision" if iqa_id == assessor_id else "recorded evidence this decision rests on"
-        raise RuleViolation(
-            "iqa_own_assessment",
-            f"{iqa_name} {what}, so cannot quality assure it: assessors cannot internally quality assure their own "
-            f"assessments ({HANDBOOK} §2, Centre staffing). Another IQA must sample it.",
-            field="iqa",
-        )
+def check_iqa_independence(iqa_id: Any, assessor_id: Any, evidence_recorder_ids: Iterable[Any], iqa_name: str, *,
+                           decision_assessor_ids: Iterable[Any] = (), sign_off: bool = False) -> None:
+    """Refuse an IQA reviewing their own decision or sign-off, or one resting on their decisions or evidence."""
+    subject = "unit sign-off" if sign_off else "decision"
+    if iqa_id == assessor_id:
+        what = "signed this unit off" if sign_off else "made this assessment decision"
+    elif iqa_id in set(decision_assessor_ids):
+        what = f"made assessment decisions this {subject} rests on"
+    elif iqa_id in set(evidence_recorder_ids):
+        what = f"recorded evidence this {subject} rests on"
+    else:
+        return
+    raise RuleViolation(
+        "iqa_own_assessment",
+        f"{iqa_name} {what}, so cannot quality assure it: assessors cannot internally quality assure their own "
+        f"assessments ({HANDBOOK} §2, Centre staffing). Another IQA must sample it.",
+        field="iqa",
+    )
 
 
 def age_on(date_of_birth: date, on: date) -> int:

@@ -148,9 +148,9 @@ def test_capture_for_an_unknown_candidate_is_not_found(session, factory, people_
 @pytest.mark.parametrize("bad_id", ["not-a-uuid", str(UNKNOWN), UNKNOWN, ""], ids=["malformed", "unknown-text",
                                                                                 "unknown-uuid", "empty"])
 @pytest.mark.parametrize("operation", ["review", "sign", "submit", "update_draft", "revise", "decide", "sign_off",
-                                       "reopen", "iqa_review", "get_candidate", "get_user"])
+                                       "reopen", "iqa_review", "iqa_review_sign_off", "get_candidate", "get_user"])
 def test_forged_ids_are_refused(backend, session, factory, operation, bad_id):
-    """A malformed or unknown id for evidence, candidate, decision or person is refused as not found."""
+    """A malformed or unknown id for evidence, candidate, decision, sign-off or person is refused as not found."""
     actor = factory.actor(factory.user(Role.ASSESSOR, Role.IQA))
     body = {"title": "Review meeting", "activity_date": date(2026, 11, 1), "setting": "long_term_care",
             "narrative": "Facilitated Mr D's review.", "criteria": [{"code": "4.3"}]}
@@ -164,6 +164,7 @@ def test_forged_ids_are_refused(backend, session, factory, operation, bad_id):
         "sign_off": lambda: assessment.sign_off(session, actor, bad_id, "002", True),
         "reopen": lambda: assessment.reopen(session, actor, bad_id, "002", "A reason long enough to keep."),
         "iqa_review": lambda: assessment.iqa_review(session, actor, bad_id, "agree", ""),
+        "iqa_review_sign_off": lambda: assessment.iqa_review_sign_off(session, actor, bad_id, "agree", ""),
         "get_candidate": lambda: people.get_candidate(session, bad_id),
         "get_user": lambda: people.get_user(session, bad_id),
     }[operation]

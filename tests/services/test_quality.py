@@ -6,8 +6,8 @@ from sqlmodel import select
 
 from tracker import sampling
 from tracker.errors import InvalidInput, NotFound, NotPermitted
-from tracker.models import AuditEntry, CriterionDecision, IqaAction, Role, SampleItem
-from tracker.services import quality
+from tracker.models import AuditEntry, CriterionDecision, IqaAction, IqaReview, Role, SampleItem, UnitSignOff
+from tracker.services import assessment, quality
 from tracker.rules import RuleViolation
 
 
@@ -196,3 +196,145 @@ def test_overdue_actions_seen_by_assessor_iqa_and_lead_only(session, factory, ce
         assert [r.overdue(factory.today) for r in rows] == ([True] if sees else []), who.name
     with pytest.raises(NotPermitted):
         quality.set_lead(session, factory.actor(centre["iqa"]), lead, False)
+
+
+# --- Summative review: a sampled unit sign-off ---------------------------------------------------------------------
+
+
+def summative_item(session, factory, iqa, candidate, signer) -> SampleItem:
+    """Sign the candidate's unit off and draw it into the IQA's summative sample."""
+    assessment.sign_off(session, factory.actor(signer), candidate.id, "002", declaration_signed=True)
+    s = strategy(session, factory, iqa, kind="summative", name="Autumn summative", base_rate=100)
+    sample = quality.draw(session, factory.actor(iqa), s.id, 5)
+    session.commit()
+    return session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id,
+                                                 SampleItem.candidate_id == candidate.id)).one()
+
+
+def reviews(session) -> list[tuple]:
+    """Return every stored IQA review's subject and verdict."""
+    return [(r.decision_id, r.signoff_id, r.verdict) for r in session.exec(select(IqaReview))]
+
+
+def test_iqa_agrees_with_a_sampled_sign_off(session, factory, centre):
+    """Agreeing stores a review of the sign-off, links it to the item, audits it and counts it in the report."""
+    item = summative_item(session, factory, centre["iqa"], centre["c"], centre["a"])
+    quality.review(session, factory.actor(centre["iqa"]), item.id, "agree", "",
+                   "Each decision names what Cara did; feedback on her evidence says what to develop next.")
+    session.commit()
+    signoff = session.exec(select(UnitSignOff)).one()
+    assert reviews(session) == [(None, signoff.id, "agree")]
+    assert session.get(SampleItem, item.id).review_id == session.exec(select(IqaReview.id)).one()
+    entry = session.exec(select(AuditEntry).where(AuditEntry.action == "iqa.reviewed")).one()
+    assert entry.candidate_id == centre["c"].id
+    assert {k: entry.details[k] for k in ("signoff", "unit", "verdict")} == {
+        "signoff": str(signoff.id), "unit": "002", "verdict": "agree"}
+    assert entry.details["practice_feedback"].startswith("Each decision names what Cara did")
+    rep = quality.report(session, centre["iqa"])
+    assert rep.by_assessor == {"Ann Assessor": {"agree": 1}}
+    assert rep.by_method == {quality.SIGN_OFF_METHOD: {"agree": 1}}
+    assert rep.sampled == rep.reviewed == 1
+
+
+def test_disagreeing_with_a_sign_off_needs_reasons(session, factory, centre):
+    """A disagreement without reasons of ten characters or more is refused and nothing is stored."""
+    item = summative_item(session, factory, centre["iqa"], centre["c"], centre["a"])
+    with pytest.raises(InvalidInput, match="reasons for disagreeing") as refused:
+        quality.review(session, factory.actor(centre["iqa"]), item.id, "disagree", "Too thin")
+    assert refused.value.field == "reasons"
+    session.rollback()
+    with pytest.raises(InvalidInput, match="Keep the feedback under 5000 characters"):
+        quality.review(session, factory.actor(centre["iqa"]), item.id, "agree", "", "x" * 5001)
+    session.rollback()
+    assert reviews(session) == [] and session.get(SampleItem, item.id).review_id is None
+
+
+def test_disagreement_with_a_sign_off_raises_an_action_the_assessor_can_answer_by_reopening(session, factory, centre):
+    """The action goes to the assessor who signed off; answering it with reopen reopens the unit; the assessor now
+    counts as disagreed with in this cycle's interim sampling."""
+    item = summative_item(session, factory, centre["iqa"], centre["c"], centre["a"])
+    quality.review(session, factory.actor(centre["iqa"]), item.id, "disagree",
+                   "Criterion 4.3 rests on an observation that does not show the review meeting.", "",
+                   "Observe a review meeting for 4.3.", factory.today + timedelta(days=10))
+    session.commit()
+    action = session.exec(select(IqaAction)).one()
+    assert (action.assessor_id, action.candidate_id, action.item_id) == (centre["a"].id, centre["c"].id, item.id)
+    interim = strategy(session, factory, centre["iqa"])
+    assert {i.disagreed for i in quality.population(session, interim).items} == {True}
+    quality.respond(session, factory.actor(centre["a"]), action.id, "Booked an observation of the next review.",
+                    reopen=True)
+    session.commit()
+    assert session.exec(select(UnitSignOff)).one().reopened_at is not None
+    with pytest.raises(InvalidInput, match="reopened after this sign-off"):
+        assessment.iqa_review_sign_off(session, factory.actor(centre["other"]), item.signoff_id, "agree", "")
+
+
+@pytest.fixture
+def dual(session, factory, centre):
+    """Dee, an assessor who is also an IQA of Dan, whose assessor Ann judged all 20 criteria on one observation."""
+    dee = factory.assessor(name="Dee Dual", extra_roles=(Role.IQA,))
+    dan = factory.candidate(name="Dan Candidate", assessors=(centre["a"], dee), iqas=(dee, centre["other"]))
+    observation = factory.all_met(centre["a"], dan)
+    return dee, dan, observation
+
+
+@pytest.mark.parametrize("part, message", [
+    ("signed it off", "Dee Dual signed this unit off, so cannot quality assure it"),
+    ("judged a criterion", "Dee Dual made assessment decisions this unit sign-off rests on"),
+    ("recorded evidence", "Dee Dual recorded evidence this unit sign-off rests on"),
+])
+def test_an_iqa_with_a_part_in_the_sign_off_cannot_review_it(session, factory, centre, dual, part, message):
+    """An IQA who signed the unit off, judged one of its criteria or recorded evidence under it is refused with the
+    rule's message, is never offered it by sampling, and nothing is stored."""
+    dee, dan, observation = dual
+    signer = dee if part == "signed it off" else centre["a"]
+    if part == "judged a criterion":
+        assessment.decide(session, factory.actor(dee), dan.id, "002", "2.1", "met", [observation.id])
+    if part == "recorded evidence":
+        own = factory.accepted(centre["a"], dan, by=dee, criteria=[{"code": "4.3", "note": "Led the review"}])
+        assessment.decide(session, factory.actor(centre["a"]), dan.id, "002", "4.3", "met",
+                          [observation.id, own.id])
+    assessment.sign_off(session, factory.actor(signer), dan.id, "002", declaration_signed=True)
+    session.commit()
+    signoff = session.exec(select(UnitSignOff).where(UnitSignOff.candidate_id == dan.id)).one()
+    with pytest.raises(RuleViolation) as refused:
+        assessment.iqa_review_sign_off(session, factory.actor(dee), signoff.id, "agree", "")
+    assert refused.value.code == "iqa_own_assessment" and message in refused.value.message
+    session.rollback()
+    assert reviews(session) == []
+    s = strategy(session, factory, dee, kind="summative", base_rate=100)
+    pop = quality.population(session, s)
+    assert pop.items == [] and [e.item.id for e in pop.excluded] == [str(signoff.id)]
+    assert pop.excluded[0].others == ("Olu Other",)
+    # Olu had no part: the same sign-off is his to review.
+    assessment.iqa_review_sign_off(session, factory.actor(centre["other"]), signoff.id, "agree", "")
+    assert reviews(session) == [(None, signoff.id, "agree")]
+
+
+def test_forged_and_unknown_sign_off_ids_are_not_found(session, factory, centre):
+    """A malformed or unknown id, or a decision's id given as a sign-off's, is 'not found'; an assessor is refused."""
+    item = summative_item(session, factory, centre["iqa"], centre["c"], centre["a"])
+    decision = session.exec(select(CriterionDecision)).first()
+    for bad in ("not-an-id", "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f", decision.id):
+        with pytest.raises(NotFound):
+            assessment.iqa_review_sign_off(session, factory.actor(centre["iqa"]), bad, "agree", "")
+        with pytest.raises(NotFound):
+            quality.review(session, factory.actor(centre["iqa"]), bad, "agree", "")
+    with pytest.raises(NotFound):  # another IQA's sampled item
+        quality.review(session, factory.actor(centre["other"]), item.id, "agree", "")
+    with pytest.raises(NotPermitted):
+        assessment.iqa_review_sign_off(session, factory.actor(centre["a"]), item.signoff_id, "agree", "")
+    assert reviews(session) == []
+
+
+def test_sign_off_detail_shows_every_decision_with_its_evidence(session, factory, centre):
+    """The review page's data: the unit, declaration, who signed off, and all 20 decisions with their evidence."""
+    item = summative_item(session, factory, centre["iqa"], centre["c"], centre["a"])
+    detail = quality.item_detail(session, item)
+    assert (detail.candidate, detail.assessor, detail.unit) == ("Cara Candidate", "Ann Assessor", "002")
+    assert detail.declaration == assessment.SIGNOFF_DECLARATION and detail.review is None
+    assert [d.criterion for d, _ in detail.decisions][:3] == ["1.1", "1.2", "1.3"] and len(detail.decisions) == 20
+    assert {(d.outcome, d.assessor) for d, _ in detail.decisions} == {("met", "Ann Assessor")}
+    assert {len(rows) for _, rows in detail.decisions} == {1}
+    _, title, method, setting, status, _ = detail.decisions[0][1][0]
+    assert (method, setting, status) == ("observation", "long_term_care", "accepted") and title

@@ -297,6 +297,21 @@ def quality_setup(centre: Centre, factory, session, answered: bool = False) -> N
                      "later": later.id}
 
 
+def summative_setup(centre: Centre, factory, session) -> None:
+    """Have A sign C's unit off and the IQA draw it into a summative sample."""
+    from tracker.services import assessment, quality
+
+    all_met(centre, factory, session)
+    assessment.sign_off(session, factory.actor(centre.people["assessor_a"]), centre.c.id, "002",
+                        declaration_signed=True)
+    strategy = quality.create_strategy(session, factory.actor(centre.people["iqa"]), {
+        "name": "Summative", "kind": "summative", "cycle_start": date.today() - timedelta(days=30),
+        "cycle_end": date.today() + timedelta(days=30), "base_rate": 100})
+    sample = quality.draw(session, factory.actor(centre.people["iqa"]), strategy.id, 1)
+    session.commit()
+    centre.extra["signoff_item"] = session.exec(select(SampleItem.id).where(SampleItem.sample_id == sample.id)).one()
+
+
 def _q(key: str) -> Callable[[Centre], str]:
     return lambda ctr: str(ctr.extra.get(key, NOBODY_ID))
 
@@ -327,6 +342,11 @@ QUALITY_ROUTES = [
           prepare=quality_setup),
     Route("quality.item", "POST", lambda ctr: f"/quality/items/{_q('item')(ctr)}", IQA_WRITE,
           lambda ctr, role: {"verdict": "agree", "reasons": ""}, "AuditEntry", prepare=quality_setup),
+    Route("quality.item", "GET", lambda ctr: f"/quality/items/{_q('signoff_item')(ctr)}", expect(403, **QA),
+          prepare=summative_setup, label="sign-off"),
+    Route("quality.item", "POST", lambda ctr: f"/quality/items/{_q('signoff_item')(ctr)}", IQA_WRITE,
+          lambda ctr, role: {"verdict": "agree", "reasons": ""}, "AuditEntry", prepare=summative_setup,
+          label="sign-off"),
     Route("quality.actions", "GET", lambda ctr: "/quality/actions", expect(200, eqa=403), prepare=quality_setup),
     Route("quality.respond", "POST", lambda ctr: f"/quality/actions/{_q('action')(ctr)}/respond",
           expect(403, assessor_a=303, assessor_b=404),

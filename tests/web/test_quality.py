@@ -16,9 +16,11 @@ from tracker.models import (
     Sample,
     SampleItem,
     SamplingStrategy,
+    UnitSignOff,
 )
+from tracker.services import assessment, quality
 from tracker.services import eqa as eqa_service
-from tracker.services import quality
+from tracker.services import evidence as evidence_service
 
 NOBODY = "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f"
 
@@ -270,3 +272,132 @@ def test_caseload_statement_count_does_not_grow_with_actions(client, session, fa
     review(items[2])
     session.commit()
     assert statements() == before
+
+
+# --- Summative review of a sampled unit sign-off --------------------------------------------------------------------
+
+
+def summative_items(session, factory, centre, *candidates) -> dict:
+    """Sign off each candidate's unit (Ann) and draw them all into Ida's summative sample; return items by candidate."""
+    for c in candidates:
+        assessment.sign_off(session, factory.actor(centre["a"]), c.id, "002", declaration_signed=True)
+    s = quality.create_strategy(session, factory.actor(centre["iqa"]),
+                                strategy_form(kind="summative", name="Autumn summative"))
+    sample = quality.draw(session, factory.actor(centre["iqa"]), s.id, 8)
+    session.commit()
+    return {i.candidate_id: i for i in session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id))}
+
+
+def test_sign_off_review_page_shows_decisions_and_declaration_and_takes_a_verdict(client, session, factory, centre,
+                                                                                   signed_in):
+    """Ida opens the sampled sign-off: the declaration, who signed off, all 20 decisions with their evidence; she
+    agrees, and the review is stored, shown, and counted in her report under Ann and 'unit sign-off'."""
+    item = summative_items(session, factory, centre, centre["c"])[centre["c"].id]
+    token = signed_in(centre["iqa"])
+    response = client.get(f"/quality/items/{item.id}")
+    page = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Cara Candidate: Unit 002 sign-off" in page
+    assert "I declare that the candidate has met all the assessment criteria of this unit" in page
+    assert "Signed off by</dt><dd>Ann Assessor" in page and "Decisions the sign-off rests on" in page
+    assert page.count("Evidence for ") == 20 and "1.1: " in page and "6.3: " in page
+    assert "Agree with the sign-off" in page and "Feedback on the assessor&#39;s judgements" in page
+    response = client.post(f"/quality/items/{item.id}", data={
+        "verdict": "agree", "reasons": "", "practice_feedback": "Decisions quote what Cara did.", "csrf_token": token})
+    assert response.status_code == 303 and response.headers["Location"].endswith(f"/quality/items/{item.id}")
+    signoff = session.exec(select(UnitSignOff)).one()
+    assert [(r.decision_id, r.signoff_id, r.verdict, r.practice_feedback) for r in session.exec(select(IqaReview))] \
+        == [(None, signoff.id, "agree", "Decisions quote what Cara did.")]
+    page = client.get(f"/quality/items/{item.id}").get_data(as_text=True)
+    assert "Review recorded." in page and "<strong>Agree</strong>" in page and "Record review" not in page
+    report = client.get(f"/quality/reports/{centre['iqa'].id}").get_data(as_text=True)
+    assert re.search(r'<th scope="row">unit sign-off</th><td>1</td>', report)
+    assert re.search(r'<th scope="row">Ann Assessor</th><td>1</td>', report)
+
+
+def test_bad_sign_off_review_keeps_what_was_typed(client, session, factory, centre, signed_in):
+    """A disagreement without reasons comes back with the message and everything typed, as a page (422) and as an
+    htmx fragment (200); nothing is stored."""
+    item = summative_items(session, factory, centre, centre["c"])[centre["c"].id]
+    token = signed_in(centre["iqa"])
+    typed = {"verdict": "disagree", "reasons": "Too thin", "practice_feedback": "Plan the observation with Cara.",
+             "action": "Observe 4.3 at a review meeting.", "due_on": (date.today() + timedelta(days=7)).isoformat(),
+             "csrf_token": token}
+    response = client.post(f"/quality/items/{item.id}", data=typed)
+    page = response.get_data(as_text=True)
+    assert response.status_code == 422 and "Give the reasons for disagreeing" in page
+    assert 'value="disagree" checked' in page and ">Too thin</textarea>" in page
+    assert "Plan the observation with Cara.</textarea>" in page
+    assert "Observe 4.3 at a review meeting.</textarea>" in page
+    assert f'value="{typed["due_on"]}"' in page and 'href="#reasons"' in page
+    response = client.post(f"/quality/items/{item.id}", data=typed, headers={"HX-Request": "true"})
+    fragment = response.get_data(as_text=True)
+    assert response.status_code == 200 and fragment.lstrip().startswith("<section id=\"review\"")
+    assert "<html" not in fragment and "Give the reasons for disagreeing" in fragment
+    assert ">Too thin</textarea>" in fragment
+    assert count(session, IqaReview) == 0 and count(session, IqaAction) == 0
+
+
+def test_sign_off_review_as_an_htmx_fragment(client, session, factory, centre, signed_in):
+    """An in-page htmx request gets only the review section, and a recorded review comes back in it."""
+    item = summative_items(session, factory, centre, centre["c"])[centre["c"].id]
+    token = signed_in(centre["iqa"])
+    fragment = client.get(f"/quality/items/{item.id}", headers={"HX-Request": "true"}).get_data(as_text=True)
+    assert fragment.lstrip().startswith('<section id="review"') and "Decisions the sign-off rests on" not in fragment
+    boosted = client.get(f"/quality/items/{item.id}", headers={"HX-Request": "true", "HX-Boosted": "true"})
+    assert "Decisions the sign-off rests on" in boosted.get_data(as_text=True)
+    response = client.post(f"/quality/items/{item.id}", headers={"HX-Request": "true"}, data={
+        "verdict": "disagree", "reasons": "Criterion 4.3 rests on an observation of a different meeting.",
+        "action": "Observe 4.3 at a review meeting.", "due_on": (date.today() + timedelta(days=7)).isoformat(),
+        "csrf_token": token})
+    fragment = response.get_data(as_text=True)
+    assert response.status_code == 200 and "Review recorded." in fragment and "<strong>Disagree</strong>" in fragment
+    assert "Observe 4.3 at a review meeting." in fragment and response.headers["Vary"].count("HX-Request")
+    assert session.exec(select(IqaReview.verdict)).all() == ["disagree"]
+    assert session.exec(select(IqaAction.assessor_id)).all() == [centre["a"].id]
+
+
+def test_sign_off_review_refused_to_other_iqas_and_other_roles(client, session, factory, centre, signed_in):
+    """Another IQA gets 'not found'; an assessor is refused; the EQA reads it with no form and cannot post."""
+    item = summative_items(session, factory, centre, centre["c"])[centre["c"].id]
+    path = f"/quality/items/{item.id}"
+    token = signed_in(centre["other"])
+    assert client.get(path).status_code == 404
+    assert client.post(path, data={"verdict": "agree", "csrf_token": token}).status_code == 404
+    client.post("/auth/logout", data={"csrf_token": token})
+    token = signed_in(centre["a"])
+    assert client.get(path).status_code == 403
+    assert client.post(path, data={"verdict": "agree", "csrf_token": token}).status_code == 403
+    client.post("/auth/logout", data={"csrf_token": token})
+    token = signed_in(centre["eqa"])
+    response = client.get(path)
+    assert response.status_code == 200 and "Decisions the sign-off rests on" in response.get_data(as_text=True)
+    assert "Record review" not in response.get_data(as_text=True)
+    assert client.post(path, data={"verdict": "agree", "csrf_token": token}).status_code == 403
+    assert count(session, IqaReview) == 0
+
+
+def test_sign_off_review_page_statement_count_does_not_grow(client, session, factory, centre, signed_in, app):
+    """The page costs the same SQL statements for a sign-off whose decisions rest on one piece of evidence each as
+    for one whose decisions rest on two."""
+    e = factory.candidate(name="Eli Candidate", assessors=(centre["a"],), iqas=(centre["iqa"],))
+    first = factory.all_met(centre["a"], e)
+    codes = [c.code for c in assessment.criteria_of(session, evidence_service.unit_for(session, e, "002"))]
+    second = factory.accepted(centre["a"], e, "observation", criteria=[{"code": c, "note": "Seen"} for c in codes])
+    for code in codes:
+        assessment.decide(session, factory.actor(centre["a"]), e.id, "002", code, "met", [first.id, second.id])
+    items = summative_items(session, factory, centre, centre["c"], e)
+    signed_in(centre["iqa"])
+
+    def statements(item) -> int:
+        seen = []
+        listener = lambda *args: seen.append(1)  # noqa: E731
+        event.listen(app.extensions["engine"], "before_cursor_execute", listener)
+        try:
+            page = client.get(f"/quality/items/{item.id}").get_data(as_text=True)
+        finally:
+            event.remove(app.extensions["engine"], "before_cursor_execute", listener)
+        assert page.count("Evidence for ") == 20
+        return len(seen)
+
+    statements(items[centre["c"].id])  # warm: the first page also loads the signed-in person
+    assert statements(items[centre["c"].id]) == statements(items[e.id])

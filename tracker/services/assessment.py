@@ -2,9 +2,11 @@
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
+from typing import TypeVar
 
 from sqlmodel import Session, col, select
+from sqlmodel.sql.expression import Select
 
 from .. import readiness, rules
 from ..audit import Actor, record
@@ -303,32 +305,138 @@ def record_assignment_result(session: Session, actor: Actor, candidate_id: uuid.
 # --- Internal quality assurance ---------------------------------------------------------------------
 
 
+Reviewed = TypeVar("Reviewed", CriterionDecision, UnitSignOff)
+
+
+@dataclass(frozen=True)
+class SignedDecision:
+    """A current decision a unit sign-off rests on, with its criterion and assessor."""
+
+    signoff_id: uuid.UUID
+    id: uuid.UUID
+    criterion: str
+    criterion_text: str
+    outcome: str
+    note: str
+    assessor_id: uuid.UUID
+    assessor: str
+    decided_at: datetime
+
+
+def _signed_off(query: Select, signoff_ids: list[uuid.UUID]) -> Select:
+    """Join a query from sign-offs to the current decisions on each one's unit's criteria for its candidate."""
+    decisions = (CriterionDecision.criterion_id == Criterion.id) & (
+        CriterionDecision.candidate_id == UnitSignOff.candidate_id) & col(CriterionDecision.current).is_(True)
+    return query.select_from(UnitSignOff).join(Criterion, Criterion.unit_id == UnitSignOff.unit_id).join(
+        CriterionDecision, decisions).where(col(UnitSignOff.id).in_(signoff_ids))
+
+
+def _recorded(query: Select) -> Select:
+    """Join a query from decisions to the evidence each rests on, in its current version (none for no evidence)."""
+    return query.outerjoin(DecisionEvidence, DecisionEvidence.decision_id == CriterionDecision.id).outerjoin(
+        Evidence, Evidence.id == DecisionEvidence.evidence_id).outerjoin(
+        EvidenceVersion, (EvidenceVersion.evidence_id == Evidence.id)
+        & (EvidenceVersion.number == Evidence.current_version))
+
+
+def signed_decisions(session: Session, signoff_ids: list[uuid.UUID]) -> list[SignedDecision]:
+    """Return the current decisions on each sign-off's unit for its candidate, in handbook order, in one query."""
+    if not signoff_ids:
+        return []
+    return [SignedDecision(*r) for r in session.exec(_signed_off(select(
+        UnitSignOff.id, CriterionDecision.id, Criterion.code, Criterion.text, CriterionDecision.outcome,
+        CriterionDecision.note, CriterionDecision.assessor_id, User.name, CriterionDecision.decided_at), signoff_ids)
+        .join(Outcome, Outcome.id == Criterion.outcome_id).join(User, User.id == CriterionDecision.assessor_id)
+        .order_by(UnitSignOff.id, Outcome.position, Criterion.position))]
+
+
+def evidence_recorders(session: Session, decision_ids: list[uuid.UUID]) -> dict[uuid.UUID, set[uuid.UUID]]:
+    """Return who recorded or wrote the current version of the evidence each decision rests on, in one query."""
+    found: dict[uuid.UUID, set[uuid.UUID]] = {did: set() for did in decision_ids}
+    if decision_ids:
+        for did, creator, author in session.exec(_recorded(select(
+                CriterionDecision.id, Evidence.created_by_id, EvidenceVersion.author_id).select_from(
+                CriterionDecision)).where(col(CriterionDecision.id).in_(decision_ids))):
+            found[did] |= {r for r in (creator, author) if r}
+    return found
+
+
+@dataclass(frozen=True)
+class SignOffBasis:
+    """Who made the decisions a sign-off rests on, and who recorded the evidence those decisions rest on."""
+
+    assessors: frozenset[uuid.UUID]
+    recorders: frozenset[uuid.UUID]
+
+
+def sign_off_basis(session: Session, signoff_ids: list[uuid.UUID]) -> dict[uuid.UUID, SignOffBasis]:
+    """Return, per sign-off, the people its decisions and their evidence come from, in one query."""
+    assessors: dict[uuid.UUID, set] = {sid: set() for sid in signoff_ids}
+    recorders: dict[uuid.UUID, set] = {sid: set() for sid in signoff_ids}
+    if signoff_ids:
+        for sid, assessor, creator, author in session.exec(_recorded(_signed_off(select(
+                UnitSignOff.id, CriterionDecision.assessor_id, Evidence.created_by_id, EvidenceVersion.author_id),
+                signoff_ids))):
+            assessors[sid].add(assessor)
+            recorders[sid] |= {r for r in (creator, author) if r}
+    return {sid: SignOffBasis(frozenset(assessors[sid]), frozenset(recorders[sid])) for sid in signoff_ids}
+
+
+def _subject(session: Session, model: type[Reviewed], key: uuid.UUID | str, what: str) -> Reviewed:
+    """Return the decision or sign-off an IQA reviews, or refuse a malformed or unknown id as not found."""
+    try:
+        row = session.get(model, key if isinstance(key, uuid.UUID) else uuid.UUID(str(key)))
+    except ValueError:
+        row = None
+    if row is None:
+        raise NotFound(what)
+    return row
+
+
 def iqa_review(session: Session, actor: Actor, decision_id: uuid.UUID | str, verdict: str, reasons: str,
                practice_feedback: str = "") -> IqaReview:
     """Record an IQA's agreement or disagreement with a decision they had no part in, and any feedback on the
     assessor's planning and feedback."""
     people.require_role(actor, Role.IQA)
-    try:
-        decision = session.get(CriterionDecision, uuid.UUID(str(decision_id)))
-    except ValueError:
-        decision = None
-    if decision is None:
-        raise NotFound("assessment decision")
-    recorders = session.exec(select(Evidence.created_by_id).join(DecisionEvidence).where(
-        DecisionEvidence.decision_id == decision.id)).all()
-    rules.check_iqa_independence(actor.id, decision.assessor_id, recorders, actor.name)
+    decision = _subject(session, CriterionDecision, decision_id, "assessment decision")
+    rules.check_iqa_independence(actor.id, decision.assessor_id,
+                                 evidence_recorders(session, [decision.id])[decision.id], actor.name)
+    return _record_review(session, actor, "decision", {"decision_id": decision.id}, decision.candidate_id, verdict,
+                          reasons, practice_feedback, decision=str(decision.id))
+
+
+def iqa_review_sign_off(session: Session, actor: Actor, signoff_id: uuid.UUID | str, verdict: str, reasons: str,
+                        practice_feedback: str = "") -> IqaReview:
+    """Record an IQA's verdict on a unit sign-off resting on nothing of theirs, with any practice feedback."""
+    people.require_role(actor, Role.IQA)
+    signoff = _subject(session, UnitSignOff, signoff_id, "unit sign-off")
+    unit = session.get(Unit, signoff.unit_id)
+    basis = sign_off_basis(session, [signoff.id])[signoff.id]
+    rules.check_iqa_independence(actor.id, signoff.assessor_id, basis.recorders, actor.name,
+                                 decision_assessor_ids=basis.assessors, sign_off=True)
+    if signoff.reopened_at is not None:
+        raise InvalidInput(f"Unit {unit.code} was reopened after this sign-off, so the sign-off no longer stands. "
+                           "Review the unit when it is signed off again.", field="verdict")
+    return _record_review(session, actor, "sign-off", {"signoff_id": signoff.id}, signoff.candidate_id, verdict,
+                          reasons, practice_feedback, signoff=str(signoff.id), unit=unit.code)
+
+
+def _record_review(session: Session, actor: Actor, noun: str, subject: dict[str, uuid.UUID],
+                   candidate_id: uuid.UUID, verdict: str, reasons: str, practice_feedback: str,
+                   **details: str) -> IqaReview:
+    """Check a verdict, its reasons and the practice feedback, then store the review with its audit entry."""
     if verdict not in ("agree", "disagree"):
-        raise InvalidInput("Record whether you agree or disagree with the decision.", field="verdict")
+        raise InvalidInput(f"Record whether you agree or disagree with the {noun}.", field="verdict")
     reasons = (reasons or "").strip()
     if verdict == "disagree" and len(reasons) < 10:
         raise InvalidInput("Give the reasons for disagreeing, so the assessor can act on them.", field="reasons")
     practice_feedback = (practice_feedback or "").strip()
     if len(practice_feedback) > 5000:
         raise InvalidInput("Keep the feedback under 5000 characters.", field="practice_feedback")
-    row = IqaReview(iqa_id=actor.id, decision_id=decision.id, verdict=verdict, reasons=reasons,
-                    practice_feedback=practice_feedback)
+    row = IqaReview(iqa_id=actor.id, verdict=verdict, reasons=reasons, practice_feedback=practice_feedback,
+                    **subject)
     session.add(row)
     session.flush()
-    record(session, actor, "iqa.reviewed", row, candidate=str(decision.candidate_id), decision=str(decision.id),
-           verdict=verdict, reasons=reasons, practice_feedback=practice_feedback)
+    record(session, actor, "iqa.reviewed", row, candidate=str(candidate_id), **details, verdict=verdict,
+           reasons=reasons, practice_feedback=practice_feedback)
     return row

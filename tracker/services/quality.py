@@ -18,6 +18,7 @@ from ..models import (
     CriterionDecision,
     DecisionEvidence,
     Evidence,
+    EvidenceReview,
     EvidenceVersion,
     IqaAction,
     IqaReview,
@@ -26,12 +27,21 @@ from ..models import (
     Sample,
     SampleItem,
     SamplingStrategy,
+    Unit,
     UnitSignOff,
     User,
     utcnow,
 )
 from . import people
-from .assessment import iqa_review
+from .assessment import (
+    SignedDecision,
+    evidence_recorders,
+    iqa_review,
+    iqa_review_sign_off,
+    sign_off_basis,
+    signed_decisions,
+)
+from .assessment import reopen as reopen_unit
 from .evidence import locked_on
 
 KINDS = ("interim", "summative")
@@ -211,30 +221,43 @@ def population(session: Session, strategy: SamplingStrategy) -> Population:
                             .join(User, User.id == UnitSignOff.assessor_id).where(
             col(UnitSignOff.candidate_id).in_(cohort), col(UnitSignOff.reopened_at).is_(None),
             UnitSignOff.signed_at >= start, UnitSignOff.signed_at < end)).all()
-        recorders: dict[uuid.UUID, set] = defaultdict(set)
+        basis = sign_off_basis(session, [r[0] for r in rows])
+        recorders = {sid: set(b.recorders) for sid, b in basis.items()}
+        decided = {sid: b.assessors for sid, b in basis.items()}
         facts = {r[0]: ("sign-off", (), ()) for r in rows}
     else:
         rows, facts, recorders = _decision_facts(session, strategy, cohort)
+        decided = {}
     assessors = sorted({r[2] for r in rows})
     ordinal = _ordinals(session, assessors, strategy.new_assessor_decisions) if strategy.kind == "interim" else {}
     new = _new_assessors(session, assessors, strategy)
     disagreed = _disagreed(session, assessors, start, end)
     others = _other_iqas(session, cohort, strategy.iqa_id)
     items, excluded = [], []
+    summative = strategy.kind == "summative"
     for did, cid, aid, assessor in rows:
         criterion, methods, sites = facts.get(did, ("", (), ()))
         item = sampling.Item(str(did), str(cid), str(aid), assessor, criterion, methods, sites,
                              ordinal.get(did, 0), aid in new, aid in disagreed)
+        involved = {aid} | recorders[did] | decided.get(did, frozenset())
         try:
-            rules.check_iqa_independence(strategy.iqa_id, aid, recorders[did], "The IQA")
+            rules.check_iqa_independence(strategy.iqa_id, aid, recorders[did], "The IQA",
+                                         decision_assessor_ids=decided.get(did, ()), sign_off=summative)
             items.append(item)
         except rules.RuleViolation:
-            why = "they made this decision" if aid == strategy.iqa_id else "they recorded evidence it rests on"
-            who = tuple(n for uid, n in others.get(cid, []) if uid != aid and uid not in recorders[did])
-            excluded.append(Exclusion(item, names.get(cid, ""), why, who))
+            who = tuple(n for uid, n in others.get(cid, []) if uid not in involved)
+            excluded.append(Exclusion(item, names.get(cid, ""), _why_excluded(strategy, aid, decided.get(did, ())),
+                                      who))
     key = lambda i: i.id  # noqa: E731
     return Population(sorted(items, key=key), sorted(excluded, key=lambda e: e.item.id),
                       {str(k): v for k, v in names.items()})
+
+
+def _why_excluded(strategy: SamplingStrategy, assessor_id: uuid.UUID, decided: frozenset | tuple) -> str:
+    """Say why the independence guard keeps an item from the strategy's IQA."""
+    if assessor_id == strategy.iqa_id:
+        return "they signed this unit off" if strategy.kind == "summative" else "they made this decision"
+    return "they made decisions it rests on" if strategy.iqa_id in decided else "they recorded evidence it rests on"
 
 
 def _decision_facts(session: Session, strategy: SamplingStrategy,
@@ -290,13 +313,16 @@ def _new_assessors(session: Session, assessors: list[uuid.UUID], strategy: Sampl
 
 
 def _disagreed(session: Session, assessors: list[uuid.UUID], start: datetime, end: datetime) -> set[uuid.UUID]:
-    """Return the assessors an IQA disagreed with during the cycle."""
+    """Return the assessors an IQA disagreed with during the cycle, on a decision or a unit sign-off."""
     if not assessors:
         return set()
-    return set(session.exec(select(CriterionDecision.assessor_id).join(
+    disagreed = (IqaReview.verdict == "disagree", IqaReview.created_at >= start, IqaReview.created_at < end)
+    on_decisions = select(CriterionDecision.assessor_id).join(
         IqaReview, IqaReview.decision_id == CriterionDecision.id).where(
-        col(CriterionDecision.assessor_id).in_(assessors), IqaReview.verdict == "disagree",
-        IqaReview.created_at >= start, IqaReview.created_at < end)).all())
+        col(CriterionDecision.assessor_id).in_(assessors), *disagreed)
+    on_sign_offs = select(UnitSignOff.assessor_id).join(IqaReview, IqaReview.signoff_id == UnitSignOff.id).where(
+        col(UnitSignOff.assessor_id).in_(assessors), *disagreed)
+    return set(session.exec(on_decisions.union(on_sign_offs)).scalars().all())
 
 
 def _other_iqas(session: Session, cohort: list[uuid.UUID], iqa_id: uuid.UUID) -> dict[uuid.UUID, list]:
@@ -398,9 +424,8 @@ def add_item(session: Session, actor: Actor, sample_id: object, decision_id: obj
 
 
 def _check_independent(session: Session, actor: Actor, decision: CriterionDecision) -> None:
-    recorders = session.exec(select(Evidence.created_by_id).join(DecisionEvidence).where(
-        DecisionEvidence.decision_id == decision.id)).all()
-    rules.check_iqa_independence(actor.id, decision.assessor_id, recorders, actor.name)
+    rules.check_iqa_independence(actor.id, decision.assessor_id,
+                                 evidence_recorders(session, [decision.id])[decision.id], actor.name)
 
 
 @dataclass(frozen=True)
@@ -458,20 +483,21 @@ def item_for(session: Session, viewer: User, item_id: object) -> tuple[SampleIte
 
 def review(session: Session, actor: Actor, item_id: object, verdict: str, reasons: str,
            practice_feedback: str = "", action: str = "", due_on: object = None) -> IqaReview:
-    """Record the IQA's verdict on a sampled decision, feedback on the assessor's practice, and any action."""
+    """Record the IQA's verdict on a sampled decision or sign-off, any practice feedback, and any action."""
     item = session.get(SampleItem, _uuid(item_id, "sampled item"))
     if item is None:
         raise NotFound("sampled item")
     own_strategy(session, actor, session.get(Sample, item.sample_id).strategy_id)
-    if item.decision_id is None:
-        raise InvalidInput("Summative items are reviewed through their unit's decisions.", field="verdict")
     if item.review_id is not None:
         raise InvalidInput("You have already reviewed this item.", field="verdict")
     action = (action or "").strip()
     due = _date({"due_on": due_on}, "due_on", "date the action is due") if action else None
     if due is not None and due < actor.today:
         raise InvalidInput("The action must be due today or later.", field="due_on")
-    row = iqa_review(session, actor, item.decision_id, verdict, reasons, practice_feedback)
+    if item.decision_id is not None:
+        row = iqa_review(session, actor, item.decision_id, verdict, reasons, practice_feedback)
+    else:
+        row = iqa_review_sign_off(session, actor, item.signoff_id, verdict, reasons, practice_feedback)
     item.review_id = row.id
     session.add(item)
     if action:
@@ -480,16 +506,17 @@ def review(session: Session, actor: Actor, item_id: object, verdict: str, reason
 
 
 def raise_action(session: Session, actor: Actor, item: SampleItem, text: str, due: date) -> IqaAction:
-    """Ask the assessor of a sampled decision to act by a date."""
+    """Ask the assessor of a sampled decision or unit sign-off to act by a date."""
     if len(text) > 5000:
         raise InvalidInput("Keep the action under 5000 characters.", field="action")
-    decision = session.get(CriterionDecision, item.decision_id)
-    row = IqaAction(iqa_id=actor.id, assessor_id=decision.assessor_id, candidate_id=item.candidate_id,
+    subject = session.get(CriterionDecision, item.decision_id) if item.decision_id else \
+        session.get(UnitSignOff, item.signoff_id)
+    row = IqaAction(iqa_id=actor.id, assessor_id=subject.assessor_id, candidate_id=item.candidate_id,
                     item_id=item.id, text=text, due_on=due)
     session.add(row)
     session.flush()
     record(session, actor, "iqa.action_raised", row, candidate=str(item.candidate_id),
-           assessor=str(decision.assessor_id), text=text, due_on=due)
+           assessor=str(subject.assessor_id), text=text, due_on=due)
     return row
 
 
@@ -501,7 +528,7 @@ def _action(session: Session, action_id: object) -> IqaAction:
 
 
 def respond(session: Session, actor: Actor, action_id: object, response: str, reopen: bool = False) -> IqaAction:
-    """The assessor answers an action; they may reopen the decision it concerns, with the answer as the reason."""
+    """The assessor answers an action, and may reopen what it concerns with the answer as the reason."""
     row = _action(session, action_id)
     if row.assessor_id != actor.id:
         raise NotFound("action")
@@ -511,7 +538,7 @@ def respond(session: Session, actor: Actor, action_id: object, response: str, re
     if not 5 <= len(response) <= 5000:
         raise InvalidInput("Say what you have done (5 to 5000 characters).", field="response")
     if reopen:
-        _reopen_decision(session, actor, row, response)
+        _reopen_subject(session, actor, row, response)
     row.status, row.response, row.answered_at = "answered", response, utcnow()
     session.add(row)
     record(session, actor, "iqa.action_answered", row, candidate=str(row.candidate_id), response=response,
@@ -519,9 +546,15 @@ def respond(session: Session, actor: Actor, action_id: object, response: str, re
     return row
 
 
-def _reopen_decision(session: Session, actor: Actor, action: IqaAction, reason: str) -> None:
-    """Clear the sampled decision so the criterion is judged again (the row stays, no longer current)."""
+def _reopen_subject(session: Session, actor: Actor, action: IqaAction, reason: str) -> None:
+    """Reopen the sampled decision (kept, no longer current, so judged again) or the sampled signed-off unit."""
     item = session.get(SampleItem, action.item_id) if action.item_id else None
+    if item and item.signoff_id:
+        signoff = session.get(UnitSignOff, item.signoff_id)
+        if signoff.reopened_at is not None:
+            raise InvalidInput("The unit has already been reopened, so there is nothing to reopen.", field="reopen")
+        reopen_unit(session, actor, signoff.candidate_id, session.get(Unit, signoff.unit_id).code, reason)
+        return
     decision = session.get(CriterionDecision, item.decision_id) if item and item.decision_id else None
     if decision is None or not decision.current:
         raise InvalidInput("The decision has already been replaced, so there is nothing to reopen.", field="reopen")
@@ -611,32 +644,68 @@ class ItemDetail:
     actions: list[IqaAction]
 
 
-def item_detail(session: Session, item: SampleItem) -> ItemDetail:
-    """Load a sampled item's decision, the evidence it rests on and the assessor's feedback, in fixed queries."""
-    if item.decision_id is None:
-        signoff = session.get(UnitSignOff, item.signoff_id)
-        assessor = session.get(User, signoff.assessor_id).name
-        return ItemDetail(item, people.candidate_name(session, session.get(Candidate, item.candidate_id)), assessor,
-                          "Unit sign-off", signoff.declaration, "signed off", "", [], None, [])
+@dataclass
+class SignOffDetail:
+    """What the IQA sees for a sampled sign-off: unit, declaration, signer, decisions, evidence, feedback, review."""
+
+    item: SampleItem
+    candidate: str
+    assessor: str
+    unit: str
+    unit_title: str
+    declaration: str
+    signed_at: datetime
+    reopened_at: datetime | None
+    decisions: list[tuple[SignedDecision, list[tuple]]]  # each decision with its evidence rows, as ItemDetail's
+    review: IqaReview | None
+    actions: list[IqaAction]
+
+
+def item_detail(session: Session, item: SampleItem) -> ItemDetail | SignOffDetail:
+    """Load a sampled decision or sign-off with the evidence and feedback it rests on, in fixed queries."""
+    candidate = people.candidate_name(session, session.get(Candidate, item.candidate_id))
+    review = session.get(IqaReview, item.review_id) if item.review_id else None
+    raised = list(session.exec(select(IqaAction).where(IqaAction.item_id == item.id).order_by(
+        IqaAction.created_at, IqaAction.id)))
+    if item.signoff_id is not None:
+        return _sign_off_detail(session, item, candidate, review, raised)
     decision = session.get(CriterionDecision, item.decision_id)
     criterion = session.get(Criterion, decision.criterion_id)
-    from ..models import EvidenceReview  # the assessor's feedback on each piece
+    return ItemDetail(item, candidate, session.get(User, decision.assessor_id).name, criterion.code, criterion.text,
+                      decision.outcome, decision.note, _evidence_of(session, [decision.id])[decision.id], review,
+                      raised)
+
+
+def _sign_off_detail(session: Session, item: SampleItem, candidate: str, review: IqaReview | None,
+                     raised: list[IqaAction]) -> SignOffDetail:
+    """Load the sign-off, its unit and signer, and every decision it rests on with their evidence."""
+    signoff, unit, assessor = session.exec(select(UnitSignOff, Unit, User.name).join(
+        Unit, Unit.id == UnitSignOff.unit_id).join(User, User.id == UnitSignOff.assessor_id).where(
+        UnitSignOff.id == item.signoff_id)).one()
+    decisions = signed_decisions(session, [signoff.id])
+    evidence = _evidence_of(session, [d.id for d in decisions])
+    return SignOffDetail(item, candidate, assessor, unit.code, unit.title, signoff.declaration, signoff.signed_at,
+                         signoff.reopened_at, [(d, evidence[d.id]) for d in decisions], review, raised)
+
+
+def _evidence_of(session: Session, decision_ids: list[uuid.UUID]) -> dict[uuid.UUID, list[tuple]]:
+    """Return the evidence each decision rests on, with the assessor's latest feedback on it, in one query."""
+    found: dict[uuid.UUID, list[tuple]] = defaultdict(list)
+    if not decision_ids:
+        return found
     latest = select(EvidenceReview.evidence_id, func.max(EvidenceReview.created_at).label("at")).group_by(
         EvidenceReview.evidence_id).subquery()
-    evidence = session.exec(select(Evidence.id, EvidenceVersion.title, Evidence.method, EvidenceVersion.setting,
-                                   Evidence.status, EvidenceReview.feedback).join(
-        DecisionEvidence, DecisionEvidence.evidence_id == Evidence.id).join(
-        EvidenceVersion, (EvidenceVersion.evidence_id == Evidence.id)
-        & (EvidenceVersion.number == Evidence.current_version)).outerjoin(
-        latest, latest.c.evidence_id == Evidence.id).outerjoin(
-        EvidenceReview, (EvidenceReview.evidence_id == Evidence.id) & (EvidenceReview.created_at == latest.c.at)).where(
-        DecisionEvidence.decision_id == decision.id).order_by(Evidence.id)).all()
-    return ItemDetail(item, people.candidate_name(session, session.get(Candidate, item.candidate_id)),
-                      session.get(User, decision.assessor_id).name, criterion.code, criterion.text,
-                      decision.outcome, decision.note, list(evidence),
-                      session.get(IqaReview, item.review_id) if item.review_id else None,
-                      list(session.exec(select(IqaAction).where(IqaAction.item_id == item.id).order_by(
-                          IqaAction.created_at, IqaAction.id))))
+    for did, *row in session.exec(select(
+            DecisionEvidence.decision_id, Evidence.id, EvidenceVersion.title, Evidence.method, EvidenceVersion.setting,
+            Evidence.status, EvidenceReview.feedback).join(
+            Evidence, Evidence.id == DecisionEvidence.evidence_id).join(
+            EvidenceVersion, (EvidenceVersion.evidence_id == Evidence.id)
+            & (EvidenceVersion.number == Evidence.current_version)).outerjoin(
+            latest, latest.c.evidence_id == Evidence.id).outerjoin(
+            EvidenceReview, (EvidenceReview.evidence_id == Evidence.id) & (EvidenceReview.created_at == latest.c.at))
+            .where(col(DecisionEvidence.decision_id).in_(decision_ids)).order_by(Evidence.id)):
+        found[did].append(tuple(row))
+    return found
 
 
 @dataclass
@@ -691,23 +760,29 @@ class Report:
     open_actions: list[ActionRow]
 
 
+SIGN_OFF_METHOD = "unit sign-off"  # the by-method row of summative items: a sign-off rests on every method
+
+
 def report(session: Session, iqa: User) -> Report:
-    """Summarise an IQA's sampling and verdicts, in fixed queries."""
-    rows = session.exec(select(SampleItem.id, SampleItem.decision_id, IqaReview.verdict, User.name, Evidence.method)
+    """Summarise an IQA's sampling and verdicts, sign-offs counted under their assessor, in fixed queries."""
+    assessor_id = func.coalesce(CriterionDecision.assessor_id, UnitSignOff.assessor_id)
+    rows = session.exec(select(SampleItem.id, SampleItem.signoff_id, IqaReview.verdict, User.name, Evidence.method)
                         .join(Sample, Sample.id == SampleItem.sample_id)
                         .join(SamplingStrategy, SamplingStrategy.id == Sample.strategy_id)
                         .outerjoin(IqaReview, IqaReview.id == SampleItem.review_id)
                         .outerjoin(CriterionDecision, CriterionDecision.id == SampleItem.decision_id)
-                        .outerjoin(User, User.id == CriterionDecision.assessor_id)
+                        .outerjoin(UnitSignOff, UnitSignOff.id == SampleItem.signoff_id)
+                        .outerjoin(User, User.id == assessor_id)
                         .outerjoin(DecisionEvidence, DecisionEvidence.decision_id == SampleItem.decision_id)
                         .outerjoin(Evidence, Evidence.id == DecisionEvidence.evidence_id)
                         .where(SamplingStrategy.iqa_id == iqa.id)).all()
     items, by_assessor, by_method = {}, defaultdict(lambda: defaultdict(int)), defaultdict(lambda: defaultdict(int))
     methods_seen: set[tuple] = set()
-    for iid, _, verdict, assessor, method in rows:
+    for iid, signoff_id, verdict, assessor, method in rows:
+        method = SIGN_OFF_METHOD if signoff_id else method
         if iid not in items:
             items[iid] = verdict
-            by_assessor[assessor or "(sign-off)"][verdict or "not yet reviewed"] += 1
+            by_assessor[assessor][verdict or "not yet reviewed"] += 1
         if method and (iid, method) not in methods_seen:
             methods_seen.add((iid, method))
             by_method[method][verdict or "not yet reviewed"] += 1
