@@ -26,6 +26,8 @@ from .models import (
     IqaReview,
     OccupationalCompetence,
     Role,
+    Unit,
+    UnitSignOff,
     User,
 )
 from .services import eqa
@@ -110,11 +112,14 @@ def records():  # noqa: ANN201
     session = get_session()
     granted = _inspector_or_administrator(session)
     names = dict(session.exec(select(User.id, User.name)).all())
-    reviews = select(IqaReview, CriterionDecision, Criterion.code).join(
-        CriterionDecision, CriterionDecision.id == IqaReview.decision_id).join(
-        Criterion, Criterion.id == CriterionDecision.criterion_id).order_by(col(IqaReview.created_at).desc())
+    # A review concerns a decision (interim) or a unit sign-off (summative): one side of each pair of joins is empty.
+    reviews = select(IqaReview, CriterionDecision, Criterion.code, UnitSignOff, Unit.code).outerjoin(
+        CriterionDecision, CriterionDecision.id == IqaReview.decision_id).outerjoin(
+        Criterion, Criterion.id == CriterionDecision.criterion_id).outerjoin(
+        UnitSignOff, UnitSignOff.id == IqaReview.signoff_id).outerjoin(
+        Unit, Unit.id == UnitSignOff.unit_id).order_by(col(IqaReview.created_at).desc())
     if granted is not None:
-        reviews = reviews.where(col(CriterionDecision.candidate_id).in_(granted))
+        reviews = reviews.where(func.coalesce(CriterionDecision.candidate_id, UnitSignOff.candidate_id).in_(granted))
     candidates = dict(session.exec(select(Candidate.id, User.name).join(User, User.id == Candidate.user_id)).all())
     return render_template(
         "inspection/records.html", names=names, candidates=candidates,

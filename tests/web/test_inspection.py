@@ -23,7 +23,7 @@ from tracker.models import (
     Signature,
     User,
 )
-from tracker.services import eqa, pack
+from tracker.services import assessment, eqa, pack
 
 START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 END = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
@@ -210,6 +210,31 @@ def test_records_page_shows_credentials_and_iqa_decisions(client, sign_in, visit
     page = client.get("/inspection/records").get_data(as_text=True)
     assert "Assessor qualifications" in page and "Ann Assessor" in page and "Expert-witness approvals" in page
     assert "IQA decisions" in page
+
+
+def test_records_page_lists_iqa_reviews_of_decisions_and_sign_offs(client, sign_in, session, factory, visit):
+    """The IQA decisions list shows reviews of decisions and of unit sign-offs; the EQA sees only the granted
+    candidate's, the administrator every candidate's."""
+    iqa = factory.user(Role.IQA, name="Ida Iqa")
+    for candidate in (visit.c, visit.d):
+        factory.all_met(visit.assessor, candidate)
+        signoff = assessment.sign_off(session, factory.actor(visit.assessor), candidate.id, "002", True)
+        assessment.iqa_review_sign_off(session, factory.actor(iqa), signoff.id, "disagree",
+                                       f"Sign-off of {candidate.registration_number} rests on a thin 4.3.")
+    decision = session.exec(select(CriterionDecision).where(CriterionDecision.candidate_id == visit.c.id).order_by(
+        CriterionDecision.decided_at, CriterionDecision.id)).first()
+    assessment.iqa_review(session, factory.actor(iqa), decision.id, "agree", "")
+    session.commit()
+    sign_in(visit.eqa)
+    page = client.get("/inspection/records").get_data(as_text=True)
+    assert "Cara Candidate, Unit 002 sign-off" in page and f"{visit.c.registration_number} rests on a thin" in page
+    assert "Cara Candidate, 1.1" in page and "agree (Ida Iqa" in page
+    assert "Dan Candidate" not in page and visit.d.registration_number not in page
+    client.post("/auth/logout", data={"csrf_token": form_token(page)})
+    sign_in(visit.admin)
+    page = client.get("/inspection/records").get_data(as_text=True)
+    assert "Cara Candidate, Unit 002 sign-off" in page and "Dan Candidate, Unit 002 sign-off" in page
+    assert page.count("disagree (Ida Iqa") == 2
 
 
 def test_audit_trail_is_filtered_paged_and_shows_the_chain(client, sign_in, session, engine, visit, monkeypatch):
