@@ -324,3 +324,15 @@ def test_demo_iqa_has_a_sample_with_a_disagreement_and_an_open_action(backend, s
     assert [(a.assessor_id, a.status) for a in session.exec(select(IqaAction))] == [(helen.id, "open")]
     assert quality.is_lead(session, _user(session, "margaret").id)
     assert quality.population(session, strategy).items
+
+
+def test_demo_lead_iqa_agreed_with_the_signed_off_unit(backend, session, centre):
+    """Margaret's summative sample holds Leah Campbell's sign-off, reviewed with agreement and practice feedback."""
+    from tracker.models import IqaReview, SampleItem, UnitSignOff
+
+    margaret = _user(session, "margaret")
+    signoff = session.exec(select(UnitSignOff).where(UnitSignOff.candidate_id == centre.candidates["f"])).one()
+    item = session.exec(select(SampleItem).where(SampleItem.signoff_id == signoff.id)).one()
+    review = session.get(IqaReview, item.review_id)
+    assert (review.iqa_id, review.signoff_id, review.verdict) == (margaret.id, signoff.id, "agree")
+    assert review.practice_feedback

@@ -62,7 +62,7 @@ STAFF = {
     "priya": DemoLogin(_email("priya.nair"), "Priya Nair", (Role.ASSESSOR,),
                        "Try to accept Ben Hargreaves's observation: refused, she may assess Unit 001 only."),
     "margaret": DemoLogin(_email("margaret.lowe"), "Margaret Lowe", (Role.IQA,),
-                          "Sample Leah Campbell's signed-off unit and Tomasz Nowak's referred work."),
+                          "Read her review of Leah Campbell's signed-off unit; sample Tomasz Nowak's referred work."),
     "joanne": DemoLogin(_email("joanne.pryce"), "Joanne Pryce", (Role.EXPERT_WITNESS,),
                         "See the end of life care observation she recorded for Grace Whitfield."),
     "marcus": DemoLogin(_email("marcus.bell"), "Marcus Bell", (Role.WITNESS,),
@@ -660,7 +660,7 @@ def _finish(build: _Build, spec: CandidateSpec) -> None:
 
 def _quality(build: _Build) -> None:
     """Give Daniel (IQA) an interim strategy and a drawn sample with one disagreement and an open action;
-    Margaret is the lead IQA."""
+    Margaret is the lead IQA, and has sampled and agreed with Leah Campbell's sign-off."""
     quality.set_lead(build.session, build.actor("admin"), build.users["margaret"], True)
     daniel = build.actor("daniel")
     strategy = quality.create_strategy(build.session, daniel, {
@@ -677,6 +677,20 @@ def _quality(build: _Build) -> None:
                    build.today + timedelta(days=14))
     for item in items[1:2]:
         quality.review(build.session, daniel, item.id, "agree", "Clear, well-mapped evidence.")
+    _summative(build)
+
+
+def _summative(build: _Build) -> None:
+    """Have Margaret sample her candidates' signed-off units and agree with Leah Campbell's sign-off."""
+    margaret = build.actor("margaret")
+    strategy = quality.create_strategy(build.session, margaret, {
+        "name": "Summative sampling, this quarter", "kind": "summative", "cycle_start": build.ago(90),
+        "cycle_end": build.today + timedelta(days=90), "base_rate": 100})
+    sample = quality.draw(build.session, margaret, strategy.id, DEMO_SEED)
+    for item in build.session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)):
+        quality.review(build.session, margaret, item.id, "agree", "",
+                       "Each decision names the evidence it rests on and says what Leah did; the feedback on her "
+                       "evidence tells her what went well and what to develop next.")
 
 
 # --- Files -----------------------------------------------------------------------------------------
