@@ -25,6 +25,7 @@ from tracker.models import (
     Evidence,
     EvidenceVersion,
     ImportedPack,
+    IqaReview,
     Signature,
     User,
 )
@@ -171,6 +172,25 @@ def test_a_decision_resting_on_missing_evidence_is_named(leah_pack, tmp_path):
     assert "that is not in the pack" in " ".join(pack.verify(target).problems)
 
 
+def test_a_sign_off_review_travels_bound_to_the_audit_log(leah_pack, tmp_path):
+    """Leah's pack holds her IQA's review of her sign-off and verifies; verify-pack names a changed verdict, and a
+    review whose sign-off is missing from the pack."""
+    report = pack.verify(leah_pack)
+    assert report.ok, report.problems
+    signoff = report.manifest["sign_offs"][0]
+    assert [(r["signoff_id"], r["decision_id"], r["verdict"]) for r in report.manifest["iqa_reviews"]
+            if r["signoff_id"]] == [(signoff["id"], None, "agree")]
+    target = tmp_path / "changed.zip"
+    _edit_manifest(leah_pack, target, lambda m: next(r for r in m["iqa_reviews"] if r["signoff_id"]).update(
+        verdict="disagree"))
+    result = CliRunner().invoke(main, ["verify-pack", str(target)])
+    assert result.exit_code == 1
+    assert "IQA review of the Unit 002 sign-off: verdict 'disagree' does not match the audit log ('agree'" \
+        in result.output
+    _edit_manifest(leah_pack, target, lambda m: m["sign_offs"].clear())
+    assert any(p.endswith("reviews a unit sign-off that is not in the pack.") for p in pack.verify(target).problems)
+
+
 # --- Hostile files -----------------------------------------------------------------------------------------------
 
 
@@ -298,6 +318,13 @@ def test_import_reproduces_the_grid_once(session, storage, centre, receiving, tm
         assert audit.verify(other).intact
         assert other.exec(select(AuditEntry.action).where(AuditEntry.action == "pack.imported")).all() == [
             "pack.imported"]
+        # IQA reviews arrive as they were, each audited here with the facts it records.
+        sent = pack.verify(path).manifest["iqa_reviews"]
+        restored = other.exec(select(IqaReview)).all()
+        assert {(str(r.id), r.signoff_id and str(r.signoff_id), r.verdict, r.practice_feedback) for r in restored} \
+            == {(r["id"], r["signoff_id"], r["verdict"], r["practice_feedback"]) for r in sent}
+        assert [r.signoff_id is not None for r in restored] == ([True] if stage == "f" else [])
+        assert len(other.exec(select(AuditEntry).where(AuditEntry.action == "iqa.review_imported")).all()) == len(sent)
         # The learner can move on again: the receiving centre's own pack of them verifies too.
         onward = pack.verify(io.BytesIO(pack.to_bytes(other, theirs, candidate, "Hillside College")))
         assert onward.ok, onward.problems

@@ -112,9 +112,10 @@ def manifest(session: Session, candidate: Candidate, centre: str) -> dict[str, A
     reviews = list(session.exec(select(EvidenceReview).where(
         col(EvidenceReview.evidence_id).in_(list(by_evidence))).order_by(EvidenceReview.created_at))) \
         if evidence else []
-    iqa = list(session.exec(select(IqaReview).where(col(IqaReview.decision_id).in_([d.id for d in decisions]))
-                            .order_by(IqaReview.created_at))) if decisions else []
     sign_offs = list(session.exec(select(UnitSignOff).where(UnitSignOff.candidate_id == candidate.id)))
+    iqa = list(session.exec(select(IqaReview).where(
+        col(IqaReview.decision_id).in_([d.id for d in decisions]) | col(IqaReview.signoff_id).in_(
+            [s.id for s in sign_offs])).order_by(IqaReview.created_at, IqaReview.id))) if decisions or sign_offs else []
     results = list(session.exec(select(AssignmentResult).where(AssignmentResult.candidate_id == candidate.id)))
     data = {
         "format": FORMAT, "format_version": FORMAT_VERSION, "exported_at": _utc(utcnow()),
@@ -379,6 +380,7 @@ def verify(source: str | Path | BinaryIO, max_total: int = MAX_TOTAL) -> Report:
         _check_files(pack, body, report)
         _check_content(data, report)
         _check_decisions(data, report)
+        _check_iqa_reviews(data, report)
         _check_audit(data["audit"], report)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited manifest of the wrong shape
         report.problems.append(f"manifest.json: a record is malformed ({type(exc).__name__}: {exc}).")
@@ -445,29 +447,58 @@ def _check_content(data: dict, report: Report) -> None:
                                            f"{s['content_hash'][:12]}…, not this content ({actual[:12]}…).")
 
 
+def _logged(data: dict, *actions: str) -> dict[str, dict]:
+    """Return the pack's audit entries of these actions by the id of the record each concerns."""
+    return {a["entity_id"]: a for a in data["audit"] if a["action"] in actions}
+
+
+def _check_bound(report: Report, label: str, entry: dict | None, facts: dict[str, Any]) -> None:
+    """Check a record's facts against the audit entry that recorded them, naming each that differs."""
+    if entry is None:
+        report.problems.append(f"{label}: no audit entry records it.")
+        return
+    recorded = entry["details"]
+    for key, value in facts.items():
+        if recorded.get(key) != value:
+            report.problems.append(f"{label}: {key} {value!r} does not match the audit log "
+                                   f"({recorded.get(key)!r}, entry {entry['seq']}).")
+
+
 def _check_decisions(data: dict, report: Report) -> None:
     """Check each decision rests on evidence in the pack and matches the audit entry that recorded it."""
     evidence_ids = {e["id"] for e in data["evidence"]}
     # A decision recorded here, or one this centre imported (which records the same facts when it arrives).
-    logged = {a["entity_id"]: a for a in data["audit"] if a["action"] in ("decision.recorded", "decision.imported")}
+    logged = _logged(data, "decision.recorded", "decision.imported")
     for d in data["decisions"]:
         label = f"decision for {d['unit']}/{d['criterion']}"
         for eid in d["evidence"]:
             if eid not in evidence_ids:
                 report.problems.append(f"{label}: rests on evidence {eid} that is not in the pack.")
-        entry = logged.get(d["id"])
-        if entry is None:
-            report.problems.append(f"{label}: no audit entry records it.")
-            continue
-        recorded = entry["details"]
-        for key, value in (("outcome", d["outcome"]), ("criterion", d["criterion"]),
-                           ("evidence", sorted(d["evidence"])), ("note", d["note"])):
-            if recorded.get(key) != value:
-                report.problems.append(f"{label}: {key} {value!r} does not match the audit log "
-                                       f"({recorded.get(key)!r}, entry {entry['seq']}).")
+        _check_bound(report, label, logged.get(d["id"]), {
+            "outcome": d["outcome"], "criterion": d["criterion"], "evidence": sorted(d["evidence"]), "note": d["note"]})
+
+
+def _check_iqa_reviews(data: dict, report: Report) -> None:
+    """Check each IQA review concerns one decision or sign-off in the pack and matches the audit entry recording it."""
+    decisions = {d["id"]: d for d in data["decisions"]}
+    sign_offs = {s["id"]: s for s in data["sign_offs"]}
+    logged = _logged(data, "iqa.reviewed", "iqa.review_imported")
     for r in data["iqa_reviews"]:
-        if r["decision_id"] not in {d["id"] for d in data["decisions"]}:
-            report.problems.append(f"IQA review {r['id']}: reviews a decision that is not in the pack.")
+        decision_id, signoff_id = r.get("decision_id"), r.get("signoff_id")
+        if bool(decision_id) == bool(signoff_id):
+            report.problems.append(f"IQA review {r['id']}: concerns neither one decision nor one unit sign-off.")
+            continue
+        if decision_id:
+            d, facts, what = decisions.get(decision_id), {"decision": decision_id}, "a decision"
+            label = d and f"IQA review of the decision for {d['unit']}/{d['criterion']}"
+        else:
+            s, facts, what = sign_offs.get(signoff_id), {"signoff": signoff_id}, "a unit sign-off"
+            label = s and f"IQA review of the Unit {s['unit']} sign-off"
+        if not label:
+            report.problems.append(f"IQA review {r['id']}: reviews {what} that is not in the pack.")
+            continue
+        _check_bound(report, label, logged.get(r["id"]), facts | {
+            "verdict": r["verdict"], "reasons": r["reasons"], "practice_feedback": r["practice_feedback"]})
 
 
 def _check_audit(entries: list[dict], report: Report) -> None:
@@ -526,6 +557,11 @@ def import_pack(session: Session, storage: Any, actor: Actor, source: str | Path
         record(session, actor, "decision.imported", session.get(CriterionDecision, uuid.UUID(d["id"])),
                candidate=str(candidate_id), criterion=d["criterion"], outcome=d["outcome"], current=d["current"],
                evidence=sorted(d["evidence"]), note=d["note"])
+    for r in data["iqa_reviews"]:
+        subject = {"decision": r["decision_id"]} if r.get("decision_id") else {"signoff": r["signoff_id"]}
+        record(session, actor, "iqa.review_imported", session.get(IqaReview, uuid.UUID(r["id"])),
+               candidate=str(candidate_id), **subject, verdict=r["verdict"], reasons=r["reasons"],
+               practice_feedback=r["practice_feedback"])
     session.flush()
     return candidate
 
@@ -645,10 +681,11 @@ def _import_assessment(session: Session, data: dict, spec: _Spec) -> None:
     session.flush()
     session.add_all([DecisionEvidence(decision_id=uuid.UUID(d["id"]), evidence_id=uuid.UUID(e)) for d in data["decisions"]
                      for e in d["evidence"]])
-    session.add_all([_model(IqaReview, r) for r in data["iqa_reviews"]])
     session.add_all([_model(UnitSignOff, s, unit_id=spec.unit_id(s["unit"])) for s in data["sign_offs"]])
     session.add_all([_model(AssignmentResult, r, unit_id=spec.unit_id(r["unit"]))
                      for r in data["assignment_results"]])
+    session.flush()  # the decisions and sign-offs first: an IQA review points at one of them
+    session.add_all([_model(IqaReview, r) for r in data["iqa_reviews"]])
     session.flush()
 
 
