@@ -1,9 +1,10 @@
-"""IQA sampling cost at a small and a large centre: time to draw a sample and build the coverage matrix.
+"""IQA sampling cost at a small and a large centre: time to draw a sample, build the coverage matrix, draw from the
+signed-off units and load a sampled sign-off's review page.
 
 At 5 candidates and at 500 candidates (50,000 criterion decisions, 10,000 of them current, each resting on
-evidence), this prints the SQL statement count of drawing a sample and of building the coverage matrix (it
-must not grow with the data), and the median time of each against a floor measured in the same run: one
-plain SELECT of the same current decisions' rows, the least any selection must read.
+evidence; every unit signed off), this prints the SQL statement count of each job (it must not grow with the
+data), and the median time of each against a floor measured in the same run: one plain SELECT of the same
+current decisions' rows, the least any selection must read.
 
 Run: python bench/qa.py [--repeat N] [--database-url URL]
 """
@@ -34,8 +35,11 @@ from tracker.models import (  # noqa: E402
     EvidenceVersion,
     Qualification,
     RoleGrant,
+    Sample,
+    SampleItem,
     SamplingStrategy,
     Unit,
+    UnitSignOff,
     User,
     new_id,
 )
@@ -48,8 +52,9 @@ TODAY = date.today()
 DECISIONS_PER_CANDIDATE = 100  # 20 current (one per criterion) and 80 earlier ones they replaced
 
 
-def build(url: str, candidates: int, seed: int = 7) -> uuid.UUID:
-    """Generate a centre with bulk inserts and return the IQA's strategy id."""
+def build(url: str, candidates: int, seed: int = 7) -> tuple[uuid.UUID, uuid.UUID, uuid.UUID]:
+    """Generate a centre with bulk inserts; return the IQA's interim and summative strategy ids and a sampled
+    sign-off's item id."""
     rng = random.Random(seed)
     engine = make_engine(url)
     upgrade(engine)
@@ -63,7 +68,7 @@ def build(url: str, candidates: int, seed: int = 7) -> uuid.UUID:
         admin, iqa, assessors = new_id(), new_id(), [new_id() for _ in range(5)]
         staff = [(admin, "administrator"), (iqa, "iqa")] + [(a, "assessor") for a in assessors]
         rows: dict = {m: [] for m in (User, RoleGrant, AssessorQualification, Candidate, CandidateAssignment,
-                                      Evidence, EvidenceVersion, CriterionDecision, DecisionEvidence)}
+                                      Evidence, EvidenceVersion, CriterionDecision, DecisionEvidence, UnitSignOff)}
         for n, (uid, role) in enumerate(staff):
             rows[User].append({"id": uid, "email": f"s{n}@bench.test", "name": f"Staff {n}", "active": True,
                                "created_at": now})
@@ -77,13 +82,22 @@ def build(url: str, candidates: int, seed: int = 7) -> uuid.UUID:
         for model, batch in rows.items():
             for start in range(0, len(batch), 5000):
                 session.execute(insert(model), batch[start:start + 5000])
-        strategy = SamplingStrategy(iqa_id=iqa, name="Bench", kind="interim", cycle_start=TODAY - timedelta(days=90),
-                                    cycle_end=TODAY + timedelta(days=1), new_sites="day_service")
-        session.add(strategy)
+        cycle = {"cycle_start": TODAY - timedelta(days=90), "cycle_end": TODAY + timedelta(days=1)}
+        strategy = SamplingStrategy(iqa_id=iqa, name="Bench", kind="interim", new_sites="day_service", **cycle)
+        summative = SamplingStrategy(iqa_id=iqa, name="Bench summative", kind="summative", **cycle)
+        session.add_all([strategy, summative])
         session.flush()
-        strategy_id = strategy.id
+        sample = Sample(strategy_id=summative.id, seed=1, drawn_by_id=iqa)
+        session.add(sample)
+        session.flush()
+        first = rows[UnitSignOff][0]
+        item = SampleItem(sample_id=sample.id, signoff_id=first["id"], candidate_id=first["candidate_id"],
+                          reason="bench")
+        session.add(item)
+        session.flush()
+        ids = strategy.id, summative.id, item.id
     engine.dispose()
-    return strategy_id
+    return ids
 
 
 def _candidate(rows: dict, rng: random.Random, n: int, qualification_id: int, unit_id: int, criteria: list[int],
@@ -116,10 +130,14 @@ def _candidate(rows: dict, rng: random.Random, n: int, qualification_id: int, un
                                             "outcome": "met", "note": "", "current": k == per_criterion - 1,
                                             "decided_at": now - timedelta(days=per_criterion - k)})
             rows[DecisionEvidence].append({"decision_id": did, "evidence_id": eid})
+    rows[UnitSignOff].append({"id": new_id(), "candidate_id": cid, "unit_id": unit_id, "assessor_id": assessor,
+                              "declaration": "I declare that the candidate has met all the assessment criteria.",
+                              "content_hash": "0" * 64, "signed_at": now})
 
 
-def measure(url: str, strategy_id: uuid.UUID, repeat: int) -> dict[str, tuple[float, int]]:
-    """Return the median seconds and the statement count of the floor, a draw and the coverage matrix."""
+def measure(url: str, ids: tuple[uuid.UUID, uuid.UUID, uuid.UUID], repeat: int) -> dict[str, tuple[float, int]]:
+    """Return the median seconds and the statement count of the floor, the draws, the coverage matrix and a sampled
+    sign-off's review page data."""
     engine = make_engine(url)
     seen = []
     event.listen(engine, "before_cursor_execute", lambda *a: seen.append(1))
@@ -127,10 +145,13 @@ def measure(url: str, strategy_id: uuid.UUID, repeat: int) -> dict[str, tuple[fl
     floor_sql = text("SELECT id, candidate_id, assessor_id, criterion_id, decided_at FROM criteriondecision "
                      "WHERE current")
     with Session(engine) as session:
-        strategy = session.get(SamplingStrategy, strategy_id)
+        strategy, summative = (session.get(SamplingStrategy, i) for i in ids[:2])
+        item = session.get(SampleItem, ids[2])
         jobs = {"floor (one SELECT of the current decisions)": lambda: session.execute(floor_sql).all(),
                 "draw a sample (seeded)": lambda: quality.preview(session, strategy, 2026),
-                "coverage matrix": lambda: quality.coverage(session, strategy)}
+                "coverage matrix": lambda: quality.coverage(session, strategy),
+                "draw from signed-off units (seeded)": lambda: quality.preview(session, summative, 2026),
+                "sampled sign-off's review page data": lambda: quality.item_detail(session, item)}
         for name, job in jobs.items():
             times = []
             for _ in range(repeat):
@@ -155,9 +176,9 @@ def main() -> None:
         for candidates in (5, 500):
             url = args.database_url or f"sqlite:///{tmp}/qa{candidates}.db"
             started = time.perf_counter()
-            strategy_id = build(url, candidates)
+            ids = build(url, candidates)
             built = time.perf_counter() - started
-            results = measure(url, strategy_id, args.repeat)
+            results = measure(url, ids, args.repeat)
             _, size = results.pop("_sample_size")
             floor = results["floor (one SELECT of the current decisions)"][0]
             print(f"\n{candidates} candidates, {candidates * DECISIONS_PER_CANDIDATE} decisions "
