@@ -5,6 +5,7 @@ import shutil
 from datetime import date
 
 import pytest
+from jinja2 import BytecodeCache
 from sqlalchemy import create_engine as sa_engine
 from sqlalchemy import text
 from sqlmodel import Session
@@ -130,6 +131,23 @@ def factory(session):
     return Factory(session, TODAY)
 
 
+class _CompiledTemplates(BytecodeCache):
+    """Templates compiled once for the whole run and shared by every test's app (keyed by name and source)."""
+
+    def __init__(self):
+        self.compiled: dict[str, bytes] = {}
+
+    def load_bytecode(self, bucket) -> None:  # noqa: ANN001
+        if (code := self.compiled.get(bucket.key)) is not None:
+            bucket.bytecode_from_string(code)
+
+    def dump_bytecode(self, bucket) -> None:  # noqa: ANN001
+        self.compiled[bucket.key] = bucket.bytecode_to_string()
+
+
+COMPILED = _CompiledTemplates()
+
+
 @pytest.fixture
 def app(database_url, tmp_path):
     """The web app on this test's database, with CSRF and rate limits on as in production."""
@@ -137,6 +155,7 @@ def app(database_url, tmp_path):
 
     app = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "DATABASE_URL": database_url},
                      instance=tmp_path / "instance")
+    app.jinja_env.bytecode_cache = COMPILED  # each test's app would otherwise compile every template again
     yield app
     app.extensions["engine"].dispose()
 
