@@ -1,4 +1,4 @@
-"""A field device's side of sync: push the outbox, upload media in parts, pull the caseload (no Flask).
+"""A field device's side of sync: push the outbox, upload media in parts, pull the caseload and its files (no Flask).
 
 Every network answer is judged strictly (G5): an item counts as sent only when the centre's JSON answer carries a
 verdict with the item's id. A bare 200, an HTML page from a captive portal, a 504 or a timeout leave the item
@@ -22,8 +22,9 @@ from sqlmodel import Session, SQLModel, col, select
 
 from tracker.db import transaction
 from tracker.models import Evidence, EvidenceVersion, OutboxItem, SyncState, utcnow
+from tracker.storage import CHUNK
 
-from . import PROTOCOL_VERSION, SCHEMA_VERSION, outbox
+from . import PROTOCOL_VERSION, SCHEMA_VERSION, downloads, outbox
 
 log = logging.getLogger(__name__)
 BATCH = 100  # items per push: small enough for one quick centre transaction, large enough to be cheap
@@ -49,7 +50,7 @@ class Answer(Protocol):
 
 @dataclass
 class Response:
-    """An HTTP answer, read whole (answers are small JSON; media are sent, not fetched, here)."""
+    """An HTTP answer, read whole (answers are small JSON; a downloaded file's bytes go to a file instead)."""
 
     status: int
     headers: dict[str, str]
@@ -78,7 +79,11 @@ class Stopped(Exception):
 
 
 class Transport(Protocol):
-    """Sends one request to the centre."""
+    """Sends one request to the centre.
+
+    A transport may also offer `download(path, out, *, headers)`, which writes a 200 answer's body to `out` in
+    chunks; `download` below falls back to an ordinary request for one that does not (test doubles).
+    """
 
     def __call__(self, method: str, path: str, *, query: dict | None = None, body: bytes | None = None,
                  headers: dict[str, str] | None = None) -> Response: ...
@@ -94,10 +99,31 @@ class HttpTransport:
                  headers: dict[str, str] | None = None) -> Response:
         """Send a request and read the whole answer, or raise Unreachable."""
         url = self.base_url + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+        return self._exchange(urllib.request.Request(url, data=body, method=method, headers=headers or {}),
+                              lambda answer: answer.read())
+
+    def download(self, path: str, out: BinaryIO, *, headers: dict[str, str] | None = None) -> Response:
+        """GET a file, writing a successful answer's body to `out` chunk by chunk; its Response has no body.
+
+        Other answers (small JSON errors) are read whole as usual. A body that ends before its Content-Length
+        (the connection was cut) raises Unreachable, like any failed request.
+        """
+        def stream(answer: http.client.HTTPResponse) -> bytes:
+            expected, received = answer.headers.get("content-length"), 0
+            while chunk := answer.read(CHUNK):
+                out.write(chunk)
+                received += len(chunk)
+            if expected is not None and expected.isdigit() and received != int(expected):
+                raise http.client.IncompleteRead(b"", int(expected) - received)
+            return b""
+
+        return self._exchange(urllib.request.Request(self.base_url + path, headers=headers or {}), stream)
+
+    def _exchange(self, request: urllib.request.Request, read: Callable[[Any], bytes]) -> Response:
+        """Send a request and read its answer with `read`; an error status is read whole; or raise Unreachable."""
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as answer:  # noqa: S310 (configured URL)
-                return Response(answer.status, {k.lower(): v for k, v in answer.headers.items()}, answer.read())
+                return Response(answer.status, {k.lower(): v for k, v in answer.headers.items()}, read(answer))
         except urllib.error.HTTPError as error:
             try:
                 return Response(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
@@ -105,6 +131,18 @@ class HttpTransport:
                 raise Unreachable(f"the answer was cut off ({exc})") from None
         except (OSError, ValueError, http.client.HTTPException) as exc:  # URLError, timeouts, resets, cut bodies
             raise Unreachable(str(getattr(exc, "reason", exc))) from None
+
+
+def download(transport: Transport, path: str, out: BinaryIO, headers: dict[str, str]) -> Response:
+    """Fetch a file into `out`: streamed by a transport that can, otherwise read whole and written."""
+    streaming = getattr(transport, "download", None)
+    if streaming is not None:
+        return streaming(path, out, headers=headers)
+    answer = transport("GET", path, headers=headers)
+    if 200 <= answer.status < 300:
+        out.write(answer.body)
+        return Response(answer.status, answer.headers, b"")
+    return answer
 
 
 def headers(token: str | None = None, content_type: str = "application/json") -> dict[str, str]:
@@ -123,6 +161,8 @@ class Report:
     pushed: int = 0
     uploaded_bytes: int = 0
     pulled_rows: int = 0
+    files_downloaded: int = 0
+    files_waiting: int = 0  # named by pulled evidence, not on the device yet: fetched at the next sync, not an error
     requests: int = 0
     parked: list[str] = field(default_factory=list)
     error: str | None = None
@@ -131,6 +171,11 @@ class Report:
     def ok(self) -> bool:
         """Return whether everything was accepted and the centre was reached."""
         return self.error is None and not self.parked
+
+    @property
+    def files_note(self) -> str:
+        """Say how many files are still to come from the centre, or nothing."""
+        return downloads.waiting_note(self.files_waiting)
 
 
 class Client:
@@ -145,11 +190,12 @@ class Client:
     # --- The whole round ---------------------------------------------------------------------------------
 
     def sync(self) -> Report:
-        """Push everything, then pull; record the outcome in the device's sync state."""
+        """Push everything, pull, then fetch the pulled evidence's files; record the outcome in the sync state."""
         self.report = Report()
         try:
             self.push()
             self.pull()
+            self.download_media()
         except Stopped as stop:
             self._finish(stop.message, stop.needs)
         except Unreachable as exc:
@@ -180,6 +226,10 @@ class Client:
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode("utf-8"))
         answer = self.transport(method, path, query=query, body=data, headers=headers(
             self.token, "application/octet-stream" if raw is not None else "application/json"))
+        return self._check(answer)
+
+    def _check(self, answer: Response) -> Response:
+        """Return the answer, unless it is a 401 or 426: then stop the round with what the person must do."""
         found = answer.json() or {}
         if answer.status == 401:
             raise Stopped("sign_in", "The centre no longer accepts this device's sign-in "
@@ -297,6 +347,32 @@ class Client:
             self.report.uploaded_bytes += len(chunk)
             offset = int(found.get("received", offset + len(chunk)))
         raise Unreachable("an upload made no progress")
+
+    # --- Files ------------------------------------------------------------------------------------------
+
+    def download_media(self) -> None:
+        """Fetch the files the device's evidence names and its storage lacks; what fails waits for the next sync.
+
+        The pulled rows are already applied, so a file that does not arrive whole and verified is not an error of
+        the sync: it is counted as still to download. A failed connection (or a full disk) ends this round's
+        downloads; only the centre's refusal of the sign-in or of this version stops the round, as anywhere.
+        """
+        if self.storage is None:
+            return
+        with Session(self.engine) as session:
+            wanted = downloads.missing(session, self.storage)
+        for blob in wanted:
+            try:
+                if downloads.fetch(self.engine, self.storage, self._download, blob):
+                    self.report.files_downloaded += 1
+            except (Unreachable, OSError) as exc:
+                log.warning("downloads stopped for this sync: %s", exc)
+                break
+        self.report.files_waiting = len(wanted) - self.report.files_downloaded
+
+    def _download(self, path: str, out: BinaryIO) -> Response:
+        self.report.requests += 1
+        return self._check(download(self.transport, path, out, {**headers(self.token), "Accept": "*/*"}))
 
     # --- Pull -------------------------------------------------------------------------------------------
 

@@ -64,7 +64,7 @@ class EnrolFailed(Exception):
 
 def enrol(engine: Engine, instance: Path, server: str, email: str, password: str, name: str = "Field device",
           transport: Transport | None = None, storage: Any = None) -> Report:
-    """Register the device with the centre, set up its database, make the first pull, keep the sign-in locally."""
+    """Register the device with the centre, set up its database, pull the caseload and its files, keep the sign-in."""
     from tracker.services.people import hash_password
 
     transport = transport or HttpTransport(server)
@@ -93,6 +93,7 @@ def enrol(engine: Engine, instance: Path, server: str, email: str, password: str
         if user is not None:
             user.password_hash = hash_password(password)
             session.add(user)
+    client.download_media()  # last: the device can be signed in to while the caseload's files arrive
     return client.report
 
 

@@ -266,14 +266,9 @@ def _check_clean(path: Path) -> None:
 def _renditions(session: Session, storage: Storage, path: Path, blob: Blob) -> None:
     """Store the screen-size copy and thumbnail the portfolio pages show, as for a photo uploaded on the web."""
     try:
-        processed = pipeline.process_image(path)
+        pipeline.add_renditions(session, storage, path, blob.sha256)
     except Refusal:
         log.warning("photo %s: no screen copy or thumbnail could be made", blob.sha256, exc_info=True)
-        return
-    screen = pipeline._store_bytes(session, storage, processed.screen.data, "image/jpeg")
-    thumb = pipeline._store_bytes(session, storage, processed.thumb.data, "image/jpeg")
-    pipeline._link(session, blob.sha256, "screen", screen.sha256)
-    pipeline._link(session, blob.sha256, "thumb", thumb.sha256)
 
 
 def _discard(session: Session, upload: Upload, path: Path) -> None:

@@ -338,8 +338,10 @@ def field_enrol(ctx: Context, server: str, email: str, name: str, password: str)
         raise click.ClickException(str(exc)) from None
     if report.error:
         raise click.ClickException(f"Enrolled, but the first download failed: {report.error}")
-    click.echo(f"Enrolled with {server}: {report.pulled_rows} records downloaded. "
-               "Sign in to this device's tracker with the same email and password.")
+    click.echo(f"Enrolled with {server}: {report.pulled_rows} records and {report.files_downloaded} files "
+               "downloaded. Sign in to this device's tracker with the same email and password.")
+    if report.files_note:
+        click.echo(report.files_note)
 
 
 @main.command("sync")
@@ -364,7 +366,9 @@ def sync_command(ctx: Context) -> None:
     client = Client(engine, storage_from_config({}, ctx.instance), HttpTransport(state.server_url), token)
     report = client.sync()
     click.echo(f"Items pushed: {report.pushed}; uploaded bytes: {report.uploaded_bytes}; "
-               f"pulled rows: {report.pulled_rows}.")
+               f"pulled rows: {report.pulled_rows}; files downloaded: {report.files_downloaded}.")
+    if report.files_note:
+        click.echo(report.files_note)
     for parked in report.parked:
         click.echo(f"Needs attention: {parked}")
     if report.error:

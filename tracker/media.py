@@ -617,6 +617,23 @@ def _store_bytes(session: Session, storage: Storage, data: bytes, media_type: st
         return record(session, done.sha256, done.size, media_type)
 
 
+def _store_copies(session: Session, storage: Storage, processed: ProcessedImage, original: str) -> tuple[Blob, Blob]:
+    """Store a photo's screen copy and thumbnail, each linked to the photo they were made from."""
+    screen = _store_bytes(session, storage, processed.screen.data, "image/jpeg")
+    thumb = _store_bytes(session, storage, processed.thumb.data, "image/jpeg")
+    _link(session, original, "screen", screen.sha256)
+    _link(session, original, "thumb", thumb.sha256)
+    return screen, thumb
+
+
+def add_renditions(session: Session, storage: Storage, path: str | Path, original: str) -> None:
+    """Make and store the screen copy and thumbnail of a photo kept as it arrived, already cleaned by its sender.
+
+    Raises InvalidInput when the photo cannot be decoded; the photo itself is kept either way.
+    """
+    _store_copies(session, storage, process_image(path), original)
+
+
 def _ingest_image(session: Session, storage: Storage, path: Path, name: str, kind: Kind) -> Ingested:
     """Clean a photo and store it with its screen and thumbnail copies."""
     if kind.media_type == "image/heic" and not HEIF:
@@ -625,10 +642,7 @@ def _ingest_image(session: Session, storage: Storage, path: Path, name: str, kin
                            "and upload that.", field="file")
     processed = process_image(path)
     original = _store_bytes(session, storage, processed.full.data, processed.full.media_type)
-    screen = _store_bytes(session, storage, processed.screen.data, "image/jpeg")
-    thumb = _store_bytes(session, storage, processed.thumb.data, "image/jpeg")
-    _link(session, original.sha256, "screen", screen.sha256)
-    _link(session, original.sha256, "thumb", thumb.sha256)
+    screen, thumb = _store_copies(session, storage, processed, original.sha256)
     extension = "png" if processed.full.media_type == "image/png" else "jpg"
     return Ingested(original.sha256, original.size, original.media_type, safe_filename(name, extension),
                     "image", screen.sha256, thumb.sha256)

@@ -5,7 +5,7 @@ from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_
 from flask_login import login_required
 from sqlmodel import Session
 
-from sync import outbox
+from sync import downloads, outbox
 from sync.client import Client, HttpTransport
 from sync.device import Syncer, load_token, unsent
 
@@ -60,8 +60,11 @@ def _status() -> dict:
 def index():  # noqa: ANN201
     """List every item the centre has not yet accepted, with its state and what to do."""
     items = unsent(current_app.extensions["engine"])
-    template = "syncing_device/_items.html" if htmx and not htmx.boosted and not htmx.history_restore_request else "syncing_device/index.html"
-    return render_template(template, title="Sync", items=items, advice=ADVICE, default_advice=DEFAULT_ADVICE)
+    if htmx and not htmx.boosted and not htmx.history_restore_request:
+        return render_template("syncing_device/_items.html", items=items, advice=ADVICE, default_advice=DEFAULT_ADVICE)
+    waiting = downloads.missing(get_session(), current_app.extensions["storage"])  # the page alone says it
+    return render_template("syncing_device/index.html", title="Sync", items=items, advice=ADVICE,
+                           default_advice=DEFAULT_ADVICE, files_note=downloads.waiting_note(len(waiting)))
 
 
 @bp.post("/now")
@@ -76,7 +79,8 @@ def now():  # noqa: ANN201
     elif report.parked:
         flash(f"Synced, but {len(report.parked)} item(s) need your attention below.", "error")
     else:
-        flash(f"Synced: {report.pushed} item(s) sent, {report.pulled_rows} record(s) received.", "success")
+        flash(f"Synced: {report.pushed} item(s) sent, {report.pulled_rows} record(s) received, "
+              f"{report.files_downloaded} file(s) downloaded. {report.files_note}".rstrip(), "success")
     return redirect(url_for("syncing_device.index"), 303)
 
 

@@ -1,5 +1,9 @@
-"""Helpers for the sync API tests: the app served on 127.0.0.1 by a real HTTP server, and a device's client."""
+"""Helpers for the sync API tests: the app served on 127.0.0.1 by a real HTTP server, a proxy that spoils file
+downloads, and a device's client."""
+import http.client
 import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -24,6 +28,66 @@ def serve(app) -> Iterator[str]:  # noqa: ANN001
     finally:
         server.shutdown()
         thread.join(5)
+
+
+class SpoilingProxy:
+    """An HTTP proxy on 127.0.0.1 in front of the centre that spoils the next file downloads it is told to.
+
+    "cut" sends the headers and half the body, then closes the connection; "corrupt" changes one byte; "html"
+    answers 200 with a captive portal's page. Everything else passes through unchanged.
+    """
+
+    HOP = ("host", "connection", "content-length", "transfer-encoding", "date", "server")
+    PORTAL = b"<html><body><form>Accept the Wi-Fi terms to continue</form></body></html>"
+
+    def __init__(self, target: str):
+        self.target, self.faults = urllib.parse.urlsplit(target), []
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (the standard library's name)
+                proxy.forward(self)
+
+            do_POST = do_PUT = do_GET
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def forward(self, handler: BaseHTTPRequestHandler) -> None:
+        """Pass one request to the centre and its answer back, spoilt if a fault is due."""
+        length = int(handler.headers.get("Content-Length") or 0)
+        body = handler.rfile.read(length) if length else None
+        upstream = http.client.HTTPConnection(self.target.hostname, self.target.port, timeout=30)
+        upstream.request(handler.command, handler.path, body=body,
+                         headers={k: v for k, v in handler.headers.items() if k.lower() not in self.HOP})
+        answer = upstream.getresponse()
+        status, kept, data = answer.status, [(k, v) for k, v in answer.getheaders() if k.lower() not in self.HOP], \
+            answer.read()
+        upstream.close()
+        fault = self.faults.pop(0) if self.faults and handler.path.startswith("/api/v1/media/") else None
+        if fault == "html":
+            status, kept, data = 200, [("Content-Type", "text/html; charset=utf-8")], self.PORTAL
+        handler.send_response(status)
+        for name, value in kept:
+            handler.send_header(name, value)
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if fault == "cut":
+            data = data[: len(data) // 2]
+        elif fault == "corrupt":
+            data = bytes([data[0] ^ 0xFF]) + data[1:]
+        handler.wfile.write(data)
+
+    def close(self) -> None:
+        """Stop the proxy."""
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
 
 
 class Device:
