@@ -6,14 +6,14 @@ import uuid
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import login_required
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from . import access, media, readcache
 from .auth import actor, me
 from .db import get_session
 from .errors import InvalidInput, NotFound, NotPermitted, Refusal
 from .forms import Form, form_from
-from .models import (Evidence, EvidenceReview, EvidenceVersion, Method, RangeItem, Role, Status, User,
+from .models import (Blob, Evidence, EvidenceReview, EvidenceVersion, Method, RangeItem, Role, Status, User,
                      new_id)
 from .services import evidence as service
 from .services.assessment import criteria_of
@@ -219,7 +219,14 @@ def _context(session: Session, item: Evidence, relation: frozenset[str], wanted:
         User.id.in_({v.author_id for v in versions} | {candidate.user_id}))).all())
     return {"item": item, "version": version, "versions": versions, "content": content, "reviews": reviews,
             "relation": relation, "names": names, "candidate": candidate, "candidate_name": names[candidate.user_id],
-            "is_assessor": Role.ASSESSOR in relation}
+            "is_assessor": Role.ASSESSOR in relation, "photos": _photos(session, version)}
+
+
+def _photos(session: Session, version: EvidenceVersion) -> set[str]:
+    """Return which of a version's files are photos, shown as pictures rather than only as links."""
+    hashes = [a.sha256 for a in version.attachments]
+    return set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(hashes),
+                                                      col(Blob.media_type).startswith("image/")))) if hashes else set()
 
 
 # --- Actions -----------------------------------------------------------------------------------------------

@@ -54,7 +54,8 @@ def test_assessor_records_observation_then_judges_a_criterion(page, factory, ses
     expect(covered).to_have_count(3)
     for code, note in notes.items():
         expect(covered.filter(has_text=code)).to_contain_text(note)
-    expect(page.get_by_role("link", name="one-page-profile.jpg")).to_be_visible()
+    expect(page.get_by_role("link", name="one-page-profile.jpg", exact=True)).to_be_visible()
+    expect(page.get_by_role("img", name="Photo: one-page-profile.jpg (opens larger)")).to_be_visible()
     signatures = page.locator("ul.signatures > li")
     expect(signatures).to_have_count(2)
     expect(signatures.filter(has_text="countersignature")).to_contain_text("Cara Jones")

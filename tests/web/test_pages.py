@@ -162,7 +162,13 @@ def test_record_observation_with_photo(client, session, people, signed_in):
     with client.get(f"/files/{attachment.sha256}/{attachment.filename}?size=thumb") as thumb:
         small = Image.open(io.BytesIO(thumb.data))
         assert thumb.status_code == 200 and max(small.size) == 320 and dict(small.getexif()) == {}
-    assert "IMG_0042.jpg" in page(client.get(f"/evidence/{item.id}"))
+    shown = page(client.get(f"/evidence/{item.id}"))
+    picture = re.search(r'<a href="([^"]+)"><img src="([^"]+)" alt="Photo: IMG_0042.jpg \(opens larger\)"', shown)
+    assert picture, "the photo shows on the evidence page as a picture"
+    larger, thumbnail = (html.unescape(u) for u in picture.groups())
+    assert thumbnail == f"/files/{attachment.sha256}/{attachment.filename}?size=thumb"
+    with client.get(larger) as screen:
+        assert screen.status_code == 200 and max(Image.open(io.BytesIO(screen.data)).size) == 800
 
 
 def test_rpl_attempt_refused(client, session, people, signed_in):
@@ -218,6 +224,13 @@ def work_product(factory, session, people) -> Evidence:
     evidence_service.sign(session, factory.actor(people.me), item.id, {"kind": "authenticity"})
     session.commit()
     return item
+
+
+def test_a_document_shows_as_a_link_not_a_picture(client, people, work_product, signed_in):
+    """A PDF work product is listed by its name as a link, with no picture."""
+    signed_in(people.assessor)
+    files = re.search(r'<ul class="files">(.*?)</ul>', page(client.get(f"/evidence/{work_product.id}")), re.S)
+    assert files and "one-page profile.pdf</a>" in files.group(1) and "<img" not in files.group(1)
 
 
 def test_accept(client, session, people, work_product, signed_in):
