@@ -14,7 +14,12 @@ from .errors import Refusal
 csrf = CSRFProtect()
 htmx = HTMX()
 login_manager = LoginManager()
-limiter = Limiter(get_remote_address, storage_uri="memory://", default_limits=[])
+# Guessing passwords is slowed where a password is given: endpoint -> (limits, methods, message).
+RATE_LIMITS = {
+    "auth.login": ("10 per minute;50 per hour", ["POST"], "Too many sign-in attempts. Wait a minute, then try again."),
+    "syncing.enrol": ("10 per minute;50 per hour", None,
+                      "Too many sign-in attempts from here. Wait a minute, then try again."),
+}
 
 # htmx 2 runs without inline script or eval; styles come from our own stylesheet only.
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
@@ -35,7 +40,6 @@ def init_app(app: Flask) -> None:
     app.session_interface = SessionInterface()
     csrf.init_app(app)
     htmx.init_app(app)
-    limiter.init_app(app)
     login_manager.init_app(app)
     app.before_request(_start_clock)
     app.after_request(_headers)
@@ -52,12 +56,23 @@ def init_app(app: Flask) -> None:
     for module in (auth, home, caseload, portfolio, evidence, assessment, files, admin, quality, grants, inspection,
                    transfers, devices, syncing):
         app.register_blueprint(module.bp)
+    _rate_limits(app)
     # One app-wide check holds every EQA request to its grant, including blueprints added later.
     app.before_request(inspection.guard)
     if app.config.get("FIELD_MODE"):  # a field device: the Sync page, the status on every page, background sync
         from . import syncing_device
 
         syncing_device.init_app(app)
+
+
+def _rate_limits(app: Flask) -> None:
+    """Give the app its own limiter and counts (a second app in the same process, such as a field device beside
+    its centre, must never reset or share them), and limit the endpoints that take a password."""
+    limiter = Limiter(get_remote_address, app=app, storage_uri="memory://", default_limits=[])
+    for endpoint, (limits, methods, message) in RATE_LIMITS.items():
+        app.view_functions[endpoint] = limiter.limit(limits, methods=methods, error_message=message)(
+            app.view_functions[endpoint])
+    app.extensions["rate_limiter"] = limiter
 
 
 def _endpoints(app: Flask) -> frozenset[str]:

@@ -51,6 +51,29 @@ def test_failed_sign_ins_rate_limited(client, person):
     assert "Too many sign-in attempts" in response.get_data(as_text=True)
 
 
+def test_each_app_keeps_its_own_sign_in_counts(client, person, database_url, tmp_path):
+    """Starting a second app in the same process (a field device beside its centre) neither resets the first
+    app's failed sign-ins nor shares them."""
+    from tracker import create_app
+
+    token = form_token(client.get("/auth/login").get_data(as_text=True))
+    for _ in range(10):
+        client.post("/auth/login", data={"email": person.email, "password": "nope", "csrf_token": token})
+    other = create_app({"TESTING": True, "SECRET_KEY": "test-secret", "DATABASE_URL": database_url},
+                       instance=tmp_path / "second")
+    try:
+        other_client = other.test_client()
+        other_token = form_token(other_client.get("/auth/login").get_data(as_text=True))
+        fresh = other_client.post("/auth/login", data={"email": person.email, "password": "nope",
+                                                       "csrf_token": other_token})
+        assert fresh.status_code == 401
+        limited = client.post("/auth/login", data={"email": person.email, "password": "correct horse battery",
+                                                   "csrf_token": token})
+        assert limited.status_code == 429 and "Too many sign-in attempts" in limited.get_data(as_text=True)
+    finally:
+        other.extensions["engine"].dispose()
+
+
 def test_logged_out_htmx_request_gets_hx_redirect(client, backend):
     """An htmx request from an expired session is told to redirect the whole page to sign-in."""
     response = client.get("/", headers={"HX-Request": "true"})
