@@ -11,16 +11,17 @@ sides. A refused file is discarded whole; the device starts it again.
 import hashlib
 import logging
 import os
+from datetime import datetime
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from tracker import media as pipeline
-from tracker.audit import Actor, record
+from tracker.audit import SYSTEM, Actor, record
 from tracker.errors import InvalidInput, Refusal
 from tracker.models import Blob, Upload, User, utcnow
 from tracker.services import evidence
@@ -275,6 +276,17 @@ def _discard(session: Session, upload: Upload, path: Path) -> None:
     session.delete(upload)
     session.flush()
     path.unlink(missing_ok=True)
+
+
+def discard_abandoned(session: Session, storage: Storage, untouched_since: datetime) -> list[Upload]:
+    """Discard uploads no part has reached since a moment (a device lost or wiped mid-file): their rows and spooled
+    parts go, with an audit entry each; a device that comes back sends the file again from its start."""
+    stale = list(session.exec(select(Upload).where(Upload.updated_at < untouched_since).order_by(Upload.sha256)))
+    for upload in stale:
+        record(session, SYSTEM, "upload.discarded", upload, received=upload.received, size=upload.size,
+               device=str(upload.device_id) if upload.device_id else None)
+        _discard(session, upload, spool_path(storage, upload.sha256))
+    return stale
 
 
 def open_blob(storage: Storage, sha256: str) -> BinaryIO:

@@ -125,3 +125,36 @@ def test_every_command_has_help(run, command):
     """Every command explains itself with --help."""
     result = run(command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output and "Options" in result.output
+
+
+def test_uploads_prune_discards_only_abandoned_parts(ready, tmp_path):
+    """`uploads prune` removes an upload untouched for longer than --days, its parts included, and says so."""
+    from datetime import timedelta
+
+    from sqlmodel import Session
+
+    from sync.media import spool_path
+    from tracker import create_app
+    from tracker.db import database_url
+    from tracker.models import Upload, utcnow
+
+    instance = tmp_path / "instance"
+    app = create_app({"DATABASE_URL": database_url(instance, None)}, instance=instance)
+    old, new = "a" * 64, "b" * 64
+    with Session(app.extensions["engine"]) as session:
+        session.add(Upload(sha256=old, size=5_000_000, received=3 * 1024 * 1024,
+                           updated_at=utcnow() - timedelta(days=30)))
+        session.add(Upload(sha256=new, size=5_000_000, received=1024))
+        session.commit()
+    for digest in (old, new):
+        spool_path(app.extensions["storage"], digest).parent.mkdir(parents=True, exist_ok=True)
+        spool_path(app.extensions["storage"], digest).write_bytes(b"%PDF" + bytes(1020))
+    result = ready("uploads", "prune", "--days", "14")
+    assert result.exit_code == 0, result.output
+    assert "Discarded 1 unfinished upload (3.0 MB of parts) no part had reached for 14 days or more." in result.output
+    with Session(app.extensions["engine"]) as session:
+        assert session.get(Upload, old) is None and session.get(Upload, new) is not None
+    assert not spool_path(app.extensions["storage"], old).exists()
+    assert spool_path(app.extensions["storage"], new).exists()
+    app.extensions["engine"].dispose()
+    assert ready("uploads", "prune", "--days", "0").exit_code != 0  # at least a day

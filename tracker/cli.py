@@ -281,6 +281,34 @@ def import_pack(ctx: Context, path: Path) -> None:
     click.echo(f"Imported {registration}: the pack verified and every record was kept with its ids and hashes.")
 
 
+@main.group()
+def uploads() -> None:
+    """Files devices are sending in parts."""
+
+
+@uploads.command("prune")
+@click.option("--days", default=14, show_default=True, type=click.IntRange(1, 3650),
+              help="Discard uploads no part has reached for this many days.")
+@pass_context
+@friendly
+def uploads_prune(ctx: Context, days: int) -> None:
+    """Discard unfinished uploads from devices that stopped sending; a device that returns starts them again."""
+    from datetime import timedelta
+
+    from sync.media import discard_abandoned
+
+    from . import create_app
+    from .models import utcnow
+
+    app = create_app({"DATABASE_URL": ctx.url}, instance=ctx.instance)
+    with transaction(app.extensions["engine"]) as session:
+        gone = discard_abandoned(session, app.extensions["storage"], utcnow() - timedelta(days=days))
+    app.extensions["engine"].dispose()
+    spooled = sum(u.received for u in gone) / (1024 * 1024)
+    click.echo(f"Discarded {len(gone)} unfinished upload{'' if len(gone) == 1 else 's'} ({spooled:.1f} MB of parts) "
+               f"no part had reached for {days} days or more.")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))

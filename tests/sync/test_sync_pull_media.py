@@ -64,6 +64,36 @@ def test_lost_spool_file_restarts_the_upload(field, session, tmp_path):
     assert session.get(Upload, digest) is None and not media.spool_path(storage, digest).exists()
 
 
+def test_abandoned_uploads_are_discarded_and_recent_ones_kept(field, session, tmp_path):
+    """An upload no part has reached for a fortnight goes, row, parts and all, with an audit entry; one sent to
+    today stays; the lost device, if it returns, starts its file from the beginning."""
+    from datetime import timedelta
+
+    from sqlmodel import select
+
+    from tracker.models import AuditEntry, utcnow
+
+    storage = LocalStorage(tmp_path / "media")
+    actor = Actor(field.assessor, device_id=field.device.id)
+    halves = {}
+    for text in (b"%PDF-1.7 lost tablet ", b"%PDF-1.7 still sending "):
+        data = text + b"x" * 1000
+        digest = hashlib.sha256(data).hexdigest()
+        media.receive_part(session, storage, actor, digest, len(data), 0, io.BytesIO(data[:600]), 600)
+        halves[text] = digest
+    lost, sending = halves.values()
+    session.get(Upload, lost).updated_at = utcnow() - timedelta(days=20)
+    session.commit()
+    gone = media.discard_abandoned(session, storage, utcnow() - timedelta(days=14))
+    session.commit()
+    assert [u.sha256 for u in gone] == [lost]
+    assert session.get(Upload, lost) is None and not media.spool_path(storage, lost).exists()
+    assert session.get(Upload, sending).received == 600 and media.spool_path(storage, sending).exists()
+    entry = session.exec(select(AuditEntry).where(AuditEntry.action == "upload.discarded")).one()
+    assert entry.entity_id == lost and entry.details["received"] == 600
+    assert media.state(session, storage, lost, field.assessor).received == 0
+
+
 def test_only_an_administrator_deletes_and_only_a_draft(field, session, factory):
     """Deleting is for mistaken drafts, by the administrator, with a reason; submitted evidence stays."""
     draft = capture(factory, field.candidate, 1, submit=False)
