@@ -252,16 +252,17 @@ class Client:
             if not self._push_batch(batch):
                 return
 
-    def _next_batch(self) -> list[OutboxItem]:
-        with Session(self.engine, expire_on_commit=False) as session:
-            return list(session.exec(select(OutboxItem).where(col(OutboxItem.state).in_(
+    def _next_batch(self) -> list[Any]:
+        """Return the next items to send, oldest first, as plain rows (id, seq, kind, payload, state)."""
+        with Session(self.engine) as session:
+            return list(session.exec(select(OutboxItem.item_id, OutboxItem.seq, OutboxItem.kind, OutboxItem.payload,
+                                            OutboxItem.state).where(col(OutboxItem.state).in_(
                 (outbox.PENDING, outbox.ATTEMPTED, outbox.HELD))).order_by(OutboxItem.seq).limit(self.batch)))
 
-    def _push_batch(self, batch: list[OutboxItem]) -> bool:
+    def _push_batch(self, batch: list[Any]) -> bool:
         """Push one batch; return whether any item was settled (so another round is worth making)."""
         with transaction(self.engine) as session:  # marked attempted, and committed, before sending (G5)
-            rows = [session.get(OutboxItem, i.item_id) for i in batch]
-            outbox.mark_attempted(session, rows)
+            outbox.mark_attempted(session, [i.item_id for i in batch])
         body = {"items": [{"item_id": str(i.item_id), "seq": i.seq, "kind": i.kind, "payload": i.payload}
                           for i in batch]}
         answer = self._send("POST", "/api/v1/push", body=body)
@@ -274,29 +275,30 @@ class Client:
         uploaded = self._upload(missing, force=True) if missing else 0
         return settled > 0 or uploaded > 0
 
-    def _settle(self, batch: list[OutboxItem], by_id: dict[str, dict]) -> tuple[int, set[str]]:
+    def _settle(self, batch: list[Any], by_id: dict[str, dict]) -> tuple[int, set[str]]:
         """Record each item's verdict; return how many were settled and which media the centre lacks."""
-        settled, missing = 0, set()
+        settled, missing, changes = 0, set(), []
+        for sent in batch:
+            verdict = by_id.get(str(sent.item_id))
+            if verdict is None:
+                continue  # no answer for this item: it stays unsent (G5)
+            kind, code = verdict.get("verdict"), verdict.get("code")
+            state, sent_at = outbox.attempted_state(sent.state), None
+            if kind in ("applied", "duplicate"):
+                state, sent_at = outbox.SENT, utcnow()
+                settled += 1
+                self.report.pushed += 1
+            elif kind in ("conflict", "refused") and code not in ("server_busy", "server_error"):
+                state = outbox.PARKED
+                settled += 1
+            elif kind == "held":
+                state = outbox.HELD
+                if code == "media_missing":
+                    missing.update(outbox.media_of(sent.payload))
+            changes.append({"key": sent.item_id, "state": state, "code": code, "message": verdict.get("message"),
+                            "sent_at": sent_at})
         with transaction(self.engine) as session:
-            for sent in batch:
-                verdict = by_id.get(str(sent.item_id))
-                if verdict is None:
-                    continue  # no answer for this item: it stays unsent (G5)
-                item = session.get(OutboxItem, sent.item_id)
-                kind, code = verdict.get("verdict"), verdict.get("code")
-                item.code, item.message = code, verdict.get("message")
-                if kind in ("applied", "duplicate"):
-                    item.state, item.sent_at = outbox.SENT, utcnow()
-                    settled += 1
-                    self.report.pushed += 1
-                elif kind in ("conflict", "refused") and code not in ("server_busy", "server_error"):
-                    item.state = outbox.PARKED
-                    settled += 1
-                elif kind == "held":
-                    item.state = outbox.HELD
-                    if code == "media_missing":
-                        missing.update(outbox.media_of(item.payload))
-                session.add(item)
+            outbox.record_answers(session, changes)
         return settled, missing
 
     def _upload_media(self, batch: list[OutboxItem]) -> None:

@@ -8,7 +8,7 @@ import uuid
 import weakref
 from typing import Any
 
-from sqlalchemy import event, func
+from sqlalchemy import bindparam, case, event, func, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
@@ -206,12 +206,24 @@ def status(session: Session) -> dict[str, Any]:
     return {"pending": sum(counts.values()), "parked": counts.get(PARKED, 0), "oldest": oldest}
 
 
-def mark_attempted(session: Session, items: list[OutboxItem]) -> None:
+def attempted_state(state: str) -> str:
+    """Return an item's state once it has been sent: a pending item becomes attempted, any other keeps its state."""
+    return ATTEMPTED if state == PENDING else state
+
+
+def mark_attempted(session: Session, item_ids: list[uuid.UUID]) -> None:
     """Record that these items are about to be sent (G5): committed before the request goes out."""
-    now = utcnow()
-    for item in items:
-        if item.state == PENDING:
-            item.state = ATTEMPTED
-        item.attempts += 1
-        item.attempted_at = now
-        session.add(item)
+    table = OutboxItem.__table__
+    session.execute(update(table).where(table.c.item_id.in_(item_ids)).values(
+        state=case((table.c.state == PENDING, ATTEMPTED), else_=table.c.state), attempts=table.c.attempts + 1,
+        attempted_at=utcnow()))
+
+
+def record_answers(session: Session, answers: list[dict[str, Any]]) -> None:
+    """Store the centre's answers (``key``, ``state``, ``code``, ``message``, ``sent_at``), one statement for all."""
+    if not answers:
+        return
+    table = OutboxItem.__table__
+    session.execute(update(table).where(table.c.item_id == bindparam("key")).values(
+        state=bindparam("state"), code=bindparam("code"), message=bindparam("message"),
+        sent_at=func.coalesce(bindparam("sent_at", type_=table.c.sent_at.type), table.c.sent_at)), answers)

@@ -16,6 +16,12 @@ Verdicts: ``applied``, ``duplicate`` (a repeat: the first answer's result, nothi
 ``SyncReceipt`` in the same transaction as the change, so a repeat gets the same answer. The caller commits, and
 must not send the answers unless the commit succeeds. If the device's lock cannot be had in time, the session is
 rolled back and every item is answered ``server_busy``, to be sent again.
+
+A run of captures of new evidence (the bulk of a day's work) is checked item by item by the evidence service's
+own rules, as it arrives, and written together: one insert per table, one run of the audit chain and the receipts.
+Nothing is written for an item the rules refuse, so each item stays all or nothing. Any other item writes the run
+first, so it sees everything before it; a run that cannot be written (a key taken meanwhile by another request,
+a fault) is undone and its items are applied one by one, as any other item is.
 """
 import logging
 import re
@@ -27,12 +33,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, func, select
+from sqlalchemy import insert
+from sqlmodel import Session, col, func, select
 
 from tracker.audit import Actor
 from tracker.errors import InvalidInput, NotPermitted, Refusal
 from tracker.hashing import content_hash
-from tracker.models import Device, Evidence, SyncReceipt, Tombstone, User, utcnow
+from tracker.models import Blob, BlobHolder, Device, Evidence, SyncReceipt, Tombstone, User, utcnow
 from tracker.services import evidence, steady, validate
 from tracker.services.evidence import SHA256, SignatureIn
 
@@ -97,13 +104,19 @@ def apply_batch(session: Session, device: Device, user: User, items: list[dict],
         return [_busy(p) for p in parsed]
     actor = Actor(user, device_id=device.id, today=today)
     answers = {i: p for i, p in enumerate(parsed) if isinstance(p, Verdict)}
+    order = sorted((i for i in range(len(parsed)) if i not in answers), key=lambda i: parsed[i].seq)
     expected = _next_seq(session, device.id)
     # Pushed items only add and sign evidence, so the facts the rules read hold still for the whole batch.
     with steady(session):
-        for i in sorted((i for i in range(len(parsed)) if i not in answers), key=lambda i: parsed[i].seq):
-            answers[i], kept = _answer(session, device, actor, parsed[i], expected)
-            if kept:
+        run = _Run(session, device, actor, _Known.read(session, user, [parsed[i] for i in order]))
+        for i in order:
+            if run.takes(i, parsed[i], expected):
                 expected += 1
+                continue
+            expected = run.write(answers, expected)
+            answers[i], kept = _answer(session, device, actor, parsed[i], expected)
+            expected += kept
+        run.write(answers, expected)
     return [answers[i] for i in range(len(parsed))]
 
 
@@ -165,6 +178,98 @@ def _busy(parsed: _Item | Verdict) -> Verdict:
     if isinstance(parsed, Verdict):
         return parsed
     return _verdict(parsed, REFUSED, "server_busy", f"The centre was too busy to take this item. {RETRY}")
+
+
+# --- A run of new captures, checked one by one and written together ------------------------------------------
+
+
+@dataclass
+class _Known:
+    """What the centre already holds for a batch's items, read in a few queries instead of per item."""
+
+    receipts: set[uuid.UUID]  # items answered before
+    evidence: set[uuid.UUID]  # evidence stored or deleted at the centre
+    held: set[str]  # files this person has sent whole
+
+    @classmethod
+    def read(cls, session: Session, user: User, items: list[_Item]) -> "_Known":
+        """Read the receipts, evidence, tombstones and files the items name."""
+        item_ids = [i.item_id for i in items]
+        evidence_ids = [e for e in map(_evidence_id, items) if e is not None]
+        hashes = {h for i in items for h in _declared_media(i.payload)}
+        return cls(
+            set(session.exec(select(SyncReceipt.item_id).where(col(SyncReceipt.item_id).in_(item_ids))))
+            if item_ids else set(),
+            set(session.exec(select(Evidence.id).where(col(Evidence.id).in_(evidence_ids)))) | set(session.exec(
+                select(Tombstone.entity_id).where(col(Tombstone.entity_id).in_(evidence_ids))))
+            if evidence_ids else set(),
+            set(session.exec(select(BlobHolder.sha256).join(Blob).where(
+                col(BlobHolder.sha256).in_(hashes), BlobHolder.user_id == user.id))) if hashes else set())
+
+
+class _Run:
+    """New evidence captured on the device, each checked by the evidence service's own rules as it comes, then
+    written in one go; any other item first writes the run, so every item still sees those before it."""
+
+    def __init__(self, session: Session, device: Device, actor: Actor, known: _Known):
+        self.session, self.device, self.actor, self.known = session, device, actor, known
+        self.items: list[tuple[int, _Item, evidence.Capture | None, Verdict]] = []
+
+    def takes(self, index: int, item: _Item, expected: int) -> bool:
+        """Check the item into the run if it is a first capture of new evidence; say whether it was taken."""
+        evidence_id = _evidence_id(item)
+        if (item.kind != "evidence.capture" or item.seq != expected or item.item_id in self.known.receipts
+                or evidence_id in self.known.evidence or not _declared_media(item.payload) <= self.known.held):
+            return False
+        try:
+            checked = evidence.check_capture(self.session, self.actor, _with_id(item.payload), new=True)
+        except Refusal as refusal:
+            checked, verdict = None, _refusal(item, refusal)
+        except Exception:  # noqa: BLE001 - the item is answered on its own, which logs what went wrong
+            return False
+        else:
+            verdict = _verdict(item, APPLIED, result=_result_of(checked.evidence))
+        self.items.append((index, item, checked, verdict))
+        self.known.receipts.add(item.item_id)
+        if evidence_id is not None:
+            self.known.evidence.add(evidence_id)
+        return True
+
+    def write(self, answers: dict[int, Verdict], expected: int) -> int:
+        """Write the run with its receipts; if that fails, answer its items one by one. Return the next seq."""
+        if not self.items:
+            return expected
+        run, self.items = self.items, []
+        try:
+            with self.session.begin_nested():
+                evidence.write_captures(self.session, self.actor, [c for _, _, c, _ in run if c is not None])
+                self.session.execute(insert(SyncReceipt.__table__), [
+                    _receipt(self.device, item, verdict) for _, item, _, verdict in run])
+        except Exception as exc:  # noqa: BLE001 - a race on a key, or a fault: each item then gets its own answer
+            # A key taken meanwhile is another request storing the same evidence: expected, and answered below.
+            log.log(logging.INFO if isinstance(exc, IntegrityError) else logging.WARNING,
+                    "a run of %d pushed captures could not be written together; applying them one by one", len(run),
+                    exc_info=True)
+            expected -= len(run)
+            for index, item, _, _ in run:
+                answers[index], kept = _answer(self.session, self.device, self.actor, item, expected)
+                expected += kept
+            return expected
+        answers.update({index: verdict for index, _, _, verdict in run})
+        return expected
+
+
+def _with_id(payload: Any) -> Any:
+    """Return a capture's payload, refusing one without the id the device gave the evidence."""
+    if isinstance(payload, dict) and not payload.get("id"):
+        raise InvalidInput("Evidence from a device must carry the id the device gave it.", field="id")
+    return payload
+
+
+def _receipt(device: Device, item: _Item, verdict: Verdict) -> dict[str, Any]:
+    return {"item_id": item.item_id, "device_id": device.id, "seq": item.seq, "kind": item.kind,
+            "content_hash": item.digest, "verdict": verdict.verdict, "code": verdict.code,
+            "message": verdict.message, "result": verdict.result, "received_at": utcnow()}
 
 
 # --- One item ----------------------------------------------------------------------------------------------
@@ -289,9 +394,7 @@ def _attempt(session: Session, device: Device, actor: Actor, item: _Item) -> Ver
 
 
 def _keep(session: Session, device: Device, item: _Item, verdict: Verdict) -> None:
-    session.add(SyncReceipt(item_id=item.item_id, device_id=device.id, seq=item.seq, kind=item.kind,
-                            content_hash=item.digest, verdict=verdict.verdict, code=verdict.code,
-                            message=verdict.message, result=verdict.result))
+    session.add(SyncReceipt(**_receipt(device, item, verdict)))
     session.flush()
 
 
@@ -347,10 +450,12 @@ def _result(item: Evidence) -> dict[str, Any]:
     return {"evidence_id": str(item.id), "version": item.current_version, "status": item.status}
 
 
+def _result_of(row: dict[str, Any]) -> dict[str, Any]:
+    return {"evidence_id": str(row["id"]), "version": row["current_version"], "status": row["status"]}
+
+
 def _capture(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:
-    if isinstance(payload, dict) and not payload.get("id"):
-        raise InvalidInput("Evidence from a device must carry the id the device gave it.", field="id")
-    return _result(evidence.capture(session, actor, payload))
+    return _result(evidence.capture(session, actor, _with_id(payload)))
 
 
 def _revise(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import insert, update
 from sqlmodel import Session, select
 
 from .hashing import _normalise, canonical_json
@@ -46,21 +46,59 @@ def record(session: Session, actor: Actor, action: str, entity: Any, **details: 
     """Append an audit entry for a change to an entity, chained to the entry before it."""
     entity_id = getattr(entity, "id", None) or getattr(entity, "key", None) or getattr(entity, "sha256", None)
     clean = _normalise(details)
-    # Taking the head first makes this transaction the chain's only writer until it commits, so seq is in
-    # commit order (a device's pull cursor can never skip an entry committed late).
-    seq, prev = session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.hash)
-    ).one()
-    entry = AuditEntry(
-        seq=seq, at=utcnow(), actor_id=actor.id, device_id=actor.device_id, action=action,
-        entity_type=type(entity).__name__.lower(), entity_id=str(entity_id),
-        candidate_id=_candidate_of(entity, clean), details=clean, prev_hash=prev,
-    )
-    entry.hash = entry_hash(entry)
+    candidate = _candidate_of(entity, clean)
+    seq, prev = _take_head(session, 1)
+    entry = AuditEntry(**_entry(actor, action, type(entity).__name__.lower(), entity_id, candidate, clean, seq, prev))
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=entry.hash))
     session.add(entry)
     return entry
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change to record with ``record_many``: what was done to which entity, about which candidate."""
+
+    action: str
+    entity_type: str
+    entity_id: Any
+    candidate_id: uuid.UUID | None
+    details: dict[str, Any]
+
+
+def record_many(session: Session, actor: Actor, changes: list[Change]) -> list[dict[str, Any]]:
+    """Append entries for several changes at once, in order: the head taken once, the links made in memory and
+    the entries inserted in one statement (a device's batch of evidence)."""
+    if not changes:
+        return []
+    last, prev = _take_head(session, len(changes))
+    rows = []
+    for seq, change in enumerate(changes, start=last - len(changes) + 1):
+        rows.append(_entry(actor, change.action, change.entity_type, change.entity_id, change.candidate_id,
+                           _normalise(change.details), seq, prev))
+        prev = rows[-1]["hash"]
+    session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
+    session.execute(insert(AuditEntry.__table__), rows)
+    return rows
+
+
+def _take_head(session: Session, count: int) -> tuple[int, str]:
+    """Move the chain's head on by ``count`` entries; return the new last seq and the hash the first follows."""
+    # Taking the head first makes this transaction the chain's only writer until it commits, so seq is in
+    # commit order (a device's pull cursor can never skip an entry committed late).
+    return tuple(session.execute(
+        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + count)
+        .returning(AuditHead.seq, AuditHead.hash)
+    ).one())
+
+
+def _entry(actor: Actor, action: str, entity_type: str, entity_id: Any, candidate_id: uuid.UUID | None,
+           details: dict[str, Any], seq: int, prev: str) -> dict[str, Any]:
+    """Return an entry's columns, its hash included."""
+    row = {"seq": seq, "at": utcnow(), "actor_id": actor.id, "device_id": actor.device_id, "action": action,
+           "entity_type": entity_type, "entity_id": str(entity_id), "candidate_id": candidate_id,
+           "details": details, "prev_hash": prev}
+    row["hash"] = _hash(row)
+    return row
 
 
 def _candidate_of(entity: Any, details: dict[str, Any]) -> uuid.UUID | None:
@@ -82,11 +120,15 @@ def _utc(moment: datetime) -> str:
 
 def entry_hash(entry: AuditEntry) -> str:
     """Return the sha256 of an entry's canonical content and the hash it follows."""
-    content = {
-        "seq": entry.seq, "at": _utc(entry.at), "actor_id": entry.actor_id, "device_id": entry.device_id,
-        "action": entry.action, "entity_type": entry.entity_type, "entity_id": entry.entity_id,
-        "candidate_id": entry.candidate_id, "details": entry.details, "prev_hash": entry.prev_hash,
-    }
+    return _hash({name: getattr(entry, name) for name in HASHED})
+
+
+HASHED = ("seq", "at", "actor_id", "device_id", "action", "entity_type", "entity_id", "candidate_id", "details",
+          "prev_hash")
+
+
+def _hash(row: dict[str, Any]) -> str:
+    content = {name: row[name] for name in HASHED} | {"at": _utc(row["at"])}
     return hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
 
 

@@ -1,6 +1,7 @@
 """Canonical content hashes: the same content always gives the same hash."""
 import hashlib
 import json
+import re
 import unicodedata
 import uuid
 from datetime import date, datetime
@@ -25,7 +26,28 @@ def _normalise(value: Any) -> Any:
 
 def canonical_json(value: Any) -> str:
     """Serialise with sorted keys, no spaces and normalised text."""
+    # Most content is plain ASCII with string keys, which normalising leaves as it is: serialise it directly, and
+    # walk the value only when the text shows something normalising could change (a carriage return, a non-ASCII
+    # character, or a key JSON would spell differently from str(): true, false, null).
+    try:
+        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_scalar)
+    except (TypeError, ValueError):
+        text = None
+    if text is not None and text.isascii() and "\\r" not in text and not _ODD_KEY.search(text):
+        return text
     return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+_ODD_KEY = re.compile(r'"(?:true|false|null)":')
+
+
+def _scalar(value: Any) -> str:
+    """Spell a date, time or uuid as normalising does; refuse anything else, as json.dumps would."""
+    if isinstance(value, (date, datetime)):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
 def content_hash(value: Any) -> str:

@@ -65,8 +65,21 @@ def test_non_list_push_is_refused_plainly(field, session):
         push(session, field.device, field.assessor, {"item_id": UUID})
 
 
+def _failing_together(monkeypatch, error: Exception) -> None:
+    """Make every write of a run of captures fail after writing everything, as a dropped connection would."""
+    real = sync.push.evidence.write_captures
+
+    def write_then_fail(session, actor, captures):  # noqa: ANN001
+        real(session, actor, captures)
+        raise error
+
+    monkeypatch.setattr(sync.push.evidence, "write_captures", write_then_fail)
+
+
 def _failing_once(monkeypatch, error: Exception) -> None:
-    """Make the first capture write everything and then fail, as a dropped connection or a bug would."""
+    """Make the first capture applied on its own write everything and then fail, as a dropped connection or a bug
+    would (the run written together fails too, so each capture is applied on its own)."""
+    _failing_together(monkeypatch, error)
     real, calls = sync.push.KINDS[CAPTURE], []
 
     def capture_then_fail(session, actor, payload):  # noqa: ANN001
@@ -95,6 +108,20 @@ def test_failure_inside_an_item_undoes_only_that_item(field, session, factory, m
     assert "failed" in caplog.text
     assert verdicts(push(session, field.device, field.assessor, batch)) == ["applied", "applied"]
     assert count(session, Evidence, Evidence.id == evidence_id(batch[0])) == 1
+
+
+def test_a_run_that_cannot_be_written_together_is_applied_item_by_item(field, session, factory, monkeypatch,
+                                                                        caplog):
+    """A failed write of a run of captures leaves nothing of it; each item is then applied on its own, once."""
+    batch = [capture(factory, field.candidate, n) for n in (1, 2, 3)]
+    entries = count(session, AuditEntry)
+    _failing_together(monkeypatch, OperationalError("INSERT INTO evidence", {}, Exception("disk I/O error")))
+    answers = push(session, field.device, field.assessor, batch)
+    assert verdicts(answers) == ["applied", "applied", "applied"]
+    assert "could not be written together" in caplog.text
+    assert [count(session, Evidence, Evidence.id == evidence_id(i)) for i in batch] == [1, 1, 1]
+    assert count(session, SyncReceipt) == 3
+    assert count(session, AuditEntry) == entries + 3
 
 
 def _hold_device_row(conn, backend: str, device_id) -> None:  # noqa: ANN001

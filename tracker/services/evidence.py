@@ -1,13 +1,16 @@
 """Evidence: capture, edit, revise, submit, sign and review, each checked against the handbook rules."""
 import uuid
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from types import SimpleNamespace
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlmodel import Session, col, delete, select
+from sqlalchemy import insert
+from sqlmodel import Session, SQLModel, col, delete, select
 
 from .. import access, rules
-from ..audit import Actor, record
+from ..audit import Actor, Change, record, record_many
 from ..errors import InvalidInput, NotFound, NotPermitted, Refusal
 from ..hashing import content_hash
 from ..models import (
@@ -33,6 +36,7 @@ from ..models import (
     Unit,
     UnitSignOff,
     User,
+    new_id,
     utcnow,
 )
 from . import people, remembered, validate
@@ -196,7 +200,7 @@ def _check_may_capture(session: Session, actor: Actor, candidate: Candidate, met
 def _check_rules(session: Session, actor: Actor, candidate: Candidate, unit: Unit, method: str, content: ContentIn,
                  signed_by_witness: bool, submitting: bool) -> None:
     """Run every handbook rule that applies to this content, in the order a person would fix them."""
-    strategy = unit.strategy
+    strategy = remembered(session, ("strategy", unit.id), lambda: unit.strategy)
     rules.check_method(strategy, unit.code, method)
     rules.check_unit_unlocked(locked_on(session, candidate.id, unit.id), unit.code)
     rules.check_activity_date(content.activity_date, candidate.registration_date, actor.today,
@@ -204,9 +208,10 @@ def _check_rules(session: Session, actor: Actor, candidate: Candidate, unit: Uni
     if method in WITH_SETTING or content.setting or content.simulated:
         rules.check_setting(strategy, content.setting, content.setting_detail, content.simulated)
     if method == Method.OBSERVATION:
-        creds = people.credentials(session, [actor.id])[actor.id]
-        rules.check_observer(strategy, unit.code,
-                             people.observer(actor.user, creds, unit, content.activity_date, candidate))
+        observer = remembered(session, ("observer", actor.id, unit.id, content.activity_date, candidate.id),
+                              lambda: people.observer(actor.user, people.credentials(session, [actor.id])[actor.id],
+                                                      unit, content.activity_date, candidate))
+        rules.check_observer(strategy, unit.code, observer)
     if method == Method.WITNESS_TESTIMONY and submitting:
         rules.check_witness_details(content.model_dump(), signed=signed_by_witness)
     if method == Method.WORK_PRODUCT:
@@ -316,11 +321,29 @@ def version_content(candidate: Candidate, unit: Unit, method: str, content: Cont
 # --- Writing -----------------------------------------------------------------------------------
 
 
+def _version_row(evidence_id: uuid.UUID, number: int, author: User, content: ContentIn, digest: str,
+                 replaces: uuid.UUID | None = None) -> dict[str, Any]:
+    """Return the columns of a new version of a piece of evidence."""
+    return {"id": new_id(), "evidence_id": evidence_id, "number": number, "author_id": author.id,
+            "replaces_id": replaces, "content_hash": digest, "captured_at": content.captured_at,
+            "created_at": utcnow(), "submitted_at": None, **{name: getattr(content, name) for name in CONTENT_FIELDS}}
+
+
+def _link_rows(version_id: uuid.UUID, resolved: _Resolved) -> list[tuple[type[SQLModel], dict[str, Any]]]:
+    """Return the rows that map a version to its criteria, range items and files."""
+    rows: list[tuple[type[SQLModel], dict[str, Any]]] = [
+        (EvidenceCriterion, {"version_id": version_id, "criterion_id": criterion.id, "note": note})
+        for criterion, note in resolved.criteria]
+    rows += [(EvidenceRangeItem, {"version_id": version_id, "range_item_id": item.id})
+             for item in resolved.range_items]
+    rows += [(Attachment, {"id": new_id(), "version_id": version_id, "sha256": a.sha256, "filename": a.filename,
+                           "position": position}) for position, a in enumerate(resolved.attachments)]
+    return rows
+
+
 def _write_version(session: Session, evidence: Evidence, number: int, author: User, content: ContentIn,
                    resolved: _Resolved, digest: str, replaces: uuid.UUID | None = None) -> EvidenceVersion:
-    version = EvidenceVersion(evidence_id=evidence.id, number=number, author_id=author.id, replaces_id=replaces,
-                              content_hash=digest, captured_at=content.captured_at,
-                              **{name: getattr(content, name) for name in CONTENT_FIELDS})
+    version = EvidenceVersion(**_version_row(evidence.id, number, author, content, digest, replaces))
     session.add(version)
     session.flush()
     _write_links(session, version, resolved)
@@ -328,42 +351,106 @@ def _write_version(session: Session, evidence: Evidence, number: int, author: Us
 
 
 def _write_links(session: Session, version: EvidenceVersion, resolved: _Resolved) -> None:
-    for criterion, note in resolved.criteria:
-        session.add(EvidenceCriterion(version_id=version.id, criterion_id=criterion.id, note=note))
-    for item in resolved.range_items:
-        session.add(EvidenceRangeItem(version_id=version.id, range_item_id=item.id))
-    for position, a in enumerate(resolved.attachments):
-        session.add(Attachment(version_id=version.id, sha256=a.sha256, filename=a.filename, position=position))
+    session.add_all([model(**row) for model, row in _link_rows(version.id, resolved)])
     session.flush()
 
 
-def capture(session: Session, actor: Actor, data: EvidenceIn | dict) -> Evidence:
-    """Record a new piece of evidence, with its signatures, as a draft or submitted."""
+@dataclass
+class Capture:
+    """A new piece of evidence checked against every rule, as the rows it writes and the changes it audits."""
+
+    evidence: dict[str, Any]
+    version: dict[str, Any]
+    rows: list[tuple[type[SQLModel], dict[str, Any]]]
+    changes: list[tuple[str, dict[str, Any]]]
+
+    @property
+    def id(self) -> uuid.UUID:
+        """Return the new evidence's id."""
+        return self.evidence["id"]
+
+    @property
+    def candidate_id(self) -> uuid.UUID:
+        """Return the candidate the evidence belongs to."""
+        return self.evidence["candidate_id"]
+
+
+def check_capture(session: Session, actor: Actor, data: EvidenceIn | dict, *, new: bool = False) -> Capture | Evidence:
+    """Check a capture against every rule and return what it would write, or the evidence already captured with
+    this id and content (``new`` says the caller knows the id is unused)."""
     data = validate(EvidenceIn, data)
     candidate = people.get_candidate(session, data.candidate_id)
     unit = unit_for(session, candidate, data.unit)
     _check_may_capture(session, actor, candidate, data.method)
     digest = content_hash(version_content(candidate, unit, data.method, data))
     # A replay of what was already captured gets the same answer, even if the rules have moved on since.
-    if data.id is not None and (same := _existing(session, data.id, digest)) is not None:
+    if not new and data.id is not None and (same := _existing(session, data.id, digest)) is not None:
         return same
     witness_signed = any(s.kind == SignatureKind.WITNESS for s in data.signatures)
     _check_rules(session, actor, candidate, unit, data.method, data, witness_signed, data.submit)
     resolved = _resolve(session, unit, data, actor.user)
     _check_signatures(session, actor, candidate, data.method, data.witness_name, data.signatures)
-    evidence = Evidence(candidate_id=candidate.id, unit_id=unit.id, method=data.method, created_by_id=actor.id,
-                        device_id=actor.device_id, status=Status.SUBMITTED if data.submit else Status.DRAFT,
-                        **({"id": data.id} if data.id else {}))
+    status = Status.SUBMITTED if data.submit else Status.DRAFT
+    evidence_id = data.id or new_id()
+    version = _version_row(evidence_id, 1, actor.user, data, digest)
+    version["submitted_at"] = version["created_at"] if data.submit else None
+    evidence = {"id": evidence_id, "candidate_id": candidate.id, "unit_id": unit.id, "method": str(data.method),
+                "created_by_id": actor.id, "device_id": actor.device_id, "status": str(status),
+                "created_at": version["created_at"], "current_version": 1}
+    capture = Capture(evidence, version, _link_rows(version["id"], resolved), [(
+        "evidence.captured", {"method": data.method, "status": status, "version": str(version["id"]),
+                              "content_hash": digest, "candidate": str(candidate.id)})])
+    _plan_signatures(session, actor, candidate, data, capture)
+    return capture
+
+
+def _plan_signatures(session: Session, actor: Actor, candidate: Candidate, data: EvidenceIn, capture: Capture) -> None:
+    """Add the signatures made with a capture to its rows, once each per kind and signer."""
+    evidence, version = SimpleNamespace(method=data.method), SimpleNamespace(author_id=actor.id,
+                                                                             witness_name=data.witness_name)
+    signed = set()
+    for sig in data.signatures:
+        name, signer_id = _signer(session, actor, evidence, version, candidate, sig)
+        if (sig.kind, name) in signed:
+            continue
+        signed.add((sig.kind, name))
+        capture.rows.append((Signature, {
+            "id": new_id(), "version_id": capture.version["id"], "kind": str(sig.kind), "signer_id": signer_id,
+            "signer_name": name, "statement": STATEMENTS[sig.kind], "content_hash": capture.version["content_hash"],
+            "image_sha256": sig.image_sha256, "signed_at": utcnow(), "device_id": actor.device_id}))
+        capture.changes.append(("evidence.signed", {"kind": sig.kind.value, "signer": name,
+                                                    "version": str(capture.version["id"]),
+                                                    "content_hash": capture.version["content_hash"]}))
+
+
+def capture(session: Session, actor: Actor, data: EvidenceIn | dict) -> Evidence:
+    """Record a new piece of evidence, with its signatures, as a draft or submitted."""
+    checked = check_capture(session, actor, data)
+    if isinstance(checked, Evidence):
+        return checked
+    evidence = Evidence(**checked.evidence)
     session.add(evidence)
     session.flush()
-    version = _write_version(session, evidence, 1, actor.user, data, resolved, digest)
-    if data.submit:
-        version.submitted_at = version.created_at
-    record(session, actor, "evidence.captured", evidence, method=data.method, status=evidence.status,
-           version=str(version.id), content_hash=digest, candidate=str(candidate.id))
-    for sig in data.signatures:
-        _sign(session, actor, evidence, version, candidate, sig)
+    session.add(EvidenceVersion(**checked.version))
+    session.flush()
+    session.add_all([model(**row) for model, row in checked.rows])
+    session.flush()
+    for action, details in checked.changes:
+        record(session, actor, action, evidence, **details)
     return evidence
+
+
+def write_captures(session: Session, actor: Actor, captures: list[Capture]) -> None:
+    """Write checked captures in bulk: one insert per table and one run of the audit chain, in capture order."""
+    tables: dict[Any, list[dict[str, Any]]] = {Evidence: [c.evidence for c in captures],
+                                               EvidenceVersion: [c.version for c in captures]}
+    for capture in captures:
+        for model, row in capture.rows:
+            tables.setdefault(model, []).append(row)
+    for model, rows in tables.items():
+        session.execute(insert(model.__table__), rows)
+    record_many(session, actor, [Change(action, "evidence", c.id, c.candidate_id, details)
+                                 for c in captures for action, details in c.changes])
 
 
 def _existing(session: Session, evidence_id: uuid.UUID, digest: str) -> Evidence | None:

@@ -452,7 +452,8 @@ def assigned(session: Session, candidate: Candidate, user_id: uuid.UUID | None, 
 
 def get_candidate(session: Session, candidate_id: uuid.UUID | str) -> Candidate:
     """Return a candidate by id, or refuse."""
-    candidate = session.get(Candidate, _uuid(candidate_id, "candidate"))
+    key = _uuid(candidate_id, "candidate")
+    candidate = remembered(session, ("candidate", key), lambda: session.get(Candidate, key))
     if candidate is None:
         raise NotFound("candidate")
     return candidate
