@@ -160,8 +160,8 @@ def check_setting(strategy: AssessmentStrategy, setting: str | None, detail: str
         raise _simulation_refusal("This activity is marked as simulated.")
     detail_text = (detail or "").strip()
     # Markers match at the start of a word: "role play" and "simulated" are refused, "Hammock Lane" is not.
-    marker = next((m for m in strategy.simulation_markers
-                   if re.search(rf"\b{re.escape(m.lower())}", detail_text.lower())), None)
+    marker = detail_text and next((m for m in strategy.simulation_markers
+                                   if re.search(rf"\b{re.escape(m.lower())}", detail_text.lower())), None)
     if marker:
         raise _simulation_refusal(f"The setting '{detail_text}' describes a simulated or classroom activity.")
     codes = {s.code for s in strategy.settings}
