@@ -67,6 +67,7 @@ def _wait_until_blocked(engine, backend) -> None:
                                         "AND datname = current_database()")).scalar_one()
             if waiting:
                 return
+            conn.rollback()  # PostgreSQL shows pg_stat_activity as it was when a transaction first read it
             time.sleep(0.05)
     raise AssertionError("the second push never waited for the first")
 
