@@ -148,3 +148,14 @@ def test_a_repeated_push_of_a_run_is_answered_from_its_receipts(field, session, 
     evidence, entries = count(session, Evidence), count(session, AuditEntry)
     assert verdicts(push(session, field.device, field.assessor, batch)) == ["duplicate"] * 3
     assert (count(session, Evidence), count(session, AuditEntry)) == (evidence, entries)
+
+
+def test_a_run_of_refused_captures_keeps_only_receipts(field, session, factory, caplog):
+    """When the rules refuse every capture of a run, the run writes its receipts alone, without falling back."""
+    before = (count(session, Evidence), count(session, AuditEntry))
+    batch = [capture(factory, field.candidate, n, simulated=True) for n in (1, 2)]
+    answers = push(session, field.device, field.assessor, batch)
+    assert [(a.verdict, a.code) for a in answers] == [("refused", "simulation_not_allowed")] * 2
+    assert (count(session, Evidence), count(session, AuditEntry)) == before
+    assert count(session, SyncReceipt) == 2
+    assert "could not be written together" not in caplog.text

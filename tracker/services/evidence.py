@@ -414,13 +414,9 @@ def _plan_signatures(session: Session, actor: Actor, candidate: Candidate, data:
         if (sig.kind, name) in signed:
             continue
         signed.add((sig.kind, name))
-        capture.rows.append((Signature, {
-            "id": new_id(), "version_id": capture.version["id"], "kind": str(sig.kind), "signer_id": signer_id,
-            "signer_name": name, "statement": STATEMENTS[sig.kind], "content_hash": capture.version["content_hash"],
-            "image_sha256": sig.image_sha256, "signed_at": utcnow(), "device_id": actor.device_id}))
-        capture.changes.append(("evidence.signed", {"kind": sig.kind.value, "signer": name,
-                                                    "version": str(capture.version["id"]),
-                                                    "content_hash": capture.version["content_hash"]}))
+        version_id, digest = capture.version["id"], capture.version["content_hash"]
+        capture.rows.append((Signature, _signature_row(actor, version_id, digest, sig, name, signer_id)))
+        capture.changes.append(("evidence.signed", _signed(version_id, digest, sig, name)))
 
 
 def capture(session: Session, actor: Actor, data: EvidenceIn | dict) -> Evidence:
@@ -448,7 +444,8 @@ def write_captures(session: Session, actor: Actor, captures: list[Capture]) -> N
         for model, row in capture.rows:
             tables.setdefault(model, []).append(row)
     for model, rows in tables.items():
-        session.execute(insert(model.__table__), rows)
+        if rows:  # an empty list would run the insert once with no values
+            session.execute(insert(model.__table__), rows)
     record_many(session, actor, [Change(action, "evidence", c.id, c.candidate_id, details)
                                  for c in captures for action, details in c.changes])
 
@@ -599,15 +596,25 @@ def _sign(session: Session, actor: Actor, evidence: Evidence, version: EvidenceV
         return existing
     if data.image_sha256:
         _check_blobs(session, [AttachmentIn(sha256=data.image_sha256, filename="signature.png")], actor.user)
-    sig = Signature(version_id=version.id, kind=data.kind, signer_id=signer_id, signer_name=name,
-                    statement=STATEMENTS[data.kind], content_hash=version.content_hash,
-                    image_sha256=data.image_sha256, device_id=actor.device_id)
+    sig = Signature(**_signature_row(actor, version.id, version.content_hash, data, name, signer_id))
     session.add(sig)
     session.flush()
     session.refresh(version, ["signatures"])
-    record(session, actor, "evidence.signed", evidence, kind=data.kind.value, signer=name,
-           version=str(version.id), content_hash=version.content_hash)
+    record(session, actor, "evidence.signed", evidence, **_signed(version.id, version.content_hash, data, name))
     return sig
+
+
+def _signature_row(actor: Actor, version_id: uuid.UUID, content_hash: str, data: SignatureIn, name: str,
+                   signer_id: uuid.UUID | None) -> dict[str, Any]:
+    """Return the columns of a signature on a version, bound to the hash of its content."""
+    return {"id": new_id(), "version_id": version_id, "kind": str(data.kind), "signer_id": signer_id,
+            "signer_name": name, "statement": STATEMENTS[data.kind], "content_hash": content_hash,
+            "image_sha256": data.image_sha256, "signed_at": utcnow(), "device_id": actor.device_id}
+
+
+def _signed(version_id: uuid.UUID, content_hash: str, data: SignatureIn, name: str) -> dict[str, Any]:
+    """Return what the audit log says of a signature."""
+    return {"kind": data.kind.value, "signer": name, "version": str(version_id), "content_hash": content_hash}
 
 
 def _signer(session: Session, actor: Actor, evidence: Evidence, version: EvidenceVersion, candidate: Candidate,
