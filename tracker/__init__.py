@@ -16,9 +16,9 @@ def create_app(test_config: dict | None = None, instance: str | Path | None = No
     app.config.from_mapping(
         SECRET_KEY=os.environ.get("TRACKER_SECRET_KEY"),  # `tracker init` writes one into instance/config.py
         DATABASE_URL=None,  # None: DATABASE_URL from the environment, else SQLite in the instance folder
-        MAX_CONTENT_LENGTH=512 * 1024 * 1024,
+        MAX_CONTENT_LENGTH=512 * 1024 * 1024,  # the largest upload (a video); each type has its own limit too
         SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Lax",  # Secure is added per request whenever it arrives over HTTPS  # the largest upload (a video); each type has its own limit too
+        SESSION_COOKIE_SAMESITE="Lax",  # Secure is added per request whenever it arrives over HTTPS
     )
     app.config.from_pyfile("config.py", silent=True)
     if test_config is not None:
