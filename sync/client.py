@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import lru_cache
 from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import Date, DateTime, Uuid, delete, update
@@ -433,6 +434,7 @@ def _size(stream: BinaryIO) -> int:
 # --- Applying a pulled page ---------------------------------------------------------------------------------
 
 
+@lru_cache(maxsize=None)
 def _model(table: str) -> type[SQLModel] | None:
     return next((m.class_ for m in SQLModel._sa_registry.mappers if m.local_table.name == table), None)
 
@@ -534,18 +536,24 @@ def _protected(name: str, raw: dict, keep: set[uuid.UUID], keep_versions: set[st
 
 def _upsert_all(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
     """Insert or update rows by primary key, one statement per shape of row (the device is SQLite)."""
-    from sqlalchemy.dialects.sqlite import insert
-
-    keys = [c.name for c in table.primary_key.columns]
     shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
         shapes.setdefault(tuple(sorted(row)), []).append(row)
     for shape, group in shapes.items():
-        statement = insert(table)
-        others = {name: statement.excluded[name] for name in shape if name not in keys}
-        statement = statement.on_conflict_do_update(index_elements=keys, set_=others) if others else \
-            statement.on_conflict_do_nothing(index_elements=keys)
-        session.execute(statement, group)
+        session.execute(_upsert(table, shape), group)
+
+
+@lru_cache(maxsize=256)
+def _upsert(table: Any, shape: tuple[str, ...]) -> Any:
+    """Return the upsert of rows with these columns into a table, built once: building one costs more than
+    running it for a page of rows."""
+    from sqlalchemy.dialects.sqlite import insert
+
+    keys = [c.name for c in table.primary_key.columns]
+    statement = insert(table)
+    others = {name: statement.excluded[name] for name in shape if name not in keys}
+    return statement.on_conflict_do_update(index_elements=keys, set_=others) if others else \
+        statement.on_conflict_do_nothing(index_elements=keys)
 
 
 def _remove_candidates(session: Session, candidate_ids: list[uuid.UUID]) -> None:
