@@ -33,6 +33,10 @@ class Factory:
                 "roles": [Role.ADMINISTRATOR]})
         return self._admin
 
+    def adopt_admin(self, user: User) -> None:
+        """Act as an administrator already in the database (one a copied centre brought with it)."""
+        self._admin = user
+
     @property
     def as_admin(self) -> Actor:
         """The administrator as actor."""

@@ -3,17 +3,22 @@
 A route added without an entry in ROUTES makes `test_every_route_has_an_expectation` fail.
 """
 import io
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from pathlib import Path
 
 import pytest
 from PIL import Image
 from sqlalchemy import func
-from sqlmodel import select
+from sqlmodel import Session, select
 
+from conftest import TODAY
+from support.factories import Factory
 from support.web import form_token
 from tracker import media
+from tracker.db import make_engine
 from tracker.models import (
     AssessorQualification,
     Attachment,
@@ -33,6 +38,7 @@ from tracker.models import (
     User,
 )
 from tracker.services import evidence as evidence_service
+from tracker.storage import LocalStorage
 
 # Who may do what is decided in Python, not by the database engine: the matrix runs on SQLite, and the
 # pages themselves are tested on both engines in test_pages.py and test_admin.py.
@@ -69,9 +75,18 @@ def png_bytes(colour: str = "teal", size: tuple[int, int] = (16, 12)) -> bytes:
     return out.getvalue()
 
 
-@pytest.fixture
-def centre(backend, app, session, factory) -> Centre:
-    """A centre: administrator, two assessors, an IQA, two witnesses, two candidates, an EQA; and C's evidence."""
+@dataclass(frozen=True)
+class World:
+    """A centre built once per test process: its database file, its files, and the ids of what is in it."""
+
+    database: Path
+    media: Path
+    ids: dict
+
+
+def build(session, factory, storage) -> dict:
+    """Make the centre: administrator, two assessors, an IQA, two witnesses, two candidates, an EQA; and C's
+    evidence. Return the ids of what it made."""
     a = factory.assessor(name="Ann Assessor")
     b = factory.assessor(name="Bob Assessor")
     iqa = factory.user(Role.IQA, name="Ida Iqa")
@@ -85,7 +100,7 @@ def centre(backend, app, session, factory) -> Centre:
              "expert_witness": expert, "witness": witness, "eqa": eqa,
              "candidate_c": session.get(User, c.user_id), "candidate_d": session.get(User, d.user_id)}
     observation = factory.capture(a, c, "observation", title="Observed care planning")
-    stored = media.ingest(session, app.extensions["storage"], io.BytesIO(png_bytes()), "one-page profile.png")
+    stored = media.ingest(session, storage, io.BytesIO(png_bytes()), "one-page profile.png")
     work_product = factory.capture(users["candidate_c"], c, "work_product", title="One-page profile",
                                    attachments=[{"sha256": stored.sha256, "filename": stored.filename}])
     evidence_service.sign(session, factory.actor(users["candidate_c"]), work_product.id, {"kind": "authenticity"})
@@ -93,11 +108,50 @@ def centre(backend, app, session, factory) -> Centre:
     draft = factory.capture(users["candidate_c"], c, "work_product", title="Draft support plan", submit=False,
                             attachments=[], seen_in_place=True, location="Care plan folder, office")
     session.commit()
-    extra = {"b_qualification": session.exec(select(AssessorQualification.id).where(
-                 AssessorQualification.user_id == b.id)).one(),
-             "witness_on_c": session.exec(select(CandidateAssignment.id).where(
-                 CandidateAssignment.candidate_id == c.id, CandidateAssignment.user_id == witness.id)).one()}
-    return Centre(users, c, d, observation, work_product, testimony, draft, stored.sha256, stored.filename, extra)
+    return {"people": {role: user.id for role, user in users.items()}, "c": c.id, "d": d.id,
+            "observation": observation.id, "work_product": work_product.id, "testimony": testimony.id,
+            "draft": draft.id, "photo_sha": stored.sha256, "photo_name": stored.filename,
+            "b_qualification": session.exec(select(AssessorQualification.id).where(
+                AssessorQualification.user_id == b.id)).one(),
+            "witness_on_c": session.exec(select(CandidateAssignment.id).where(
+                CandidateAssignment.candidate_id == c.id, CandidateAssignment.user_id == witness.id)).one()}
+
+
+@pytest.fixture(scope="session")
+def world(sqlite_template, tmp_path_factory) -> World:
+    """The centre every permission test starts from, built once through the real services and copied per test."""
+    folder = tmp_path_factory.mktemp("permission-world")
+    database = folder / "tracker.db"
+    shutil.copy(sqlite_template, database)
+    engine = make_engine(f"sqlite:///{database}")
+    with Session(engine, expire_on_commit=False) as session:
+        ids = build(session, Factory(session, TODAY), LocalStorage(folder / "media"))
+    with engine.connect() as conn:  # fold the write-ahead log into the file, so the file alone is the database
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    engine.dispose()
+    return World(database, folder / "media", ids)
+
+
+@pytest.fixture
+def database_url(request, database_url, tmp_path):
+    """This test's database: a copy of the built centre for tests that start from it, else a fresh one."""
+    if "centre" in request.fixturenames:
+        world = request.getfixturevalue("world")
+        shutil.copy(world.database, database_url.removeprefix("sqlite:///"))
+        shutil.copytree(world.media, tmp_path / "instance" / "media")
+    return database_url
+
+
+@pytest.fixture
+def centre(backend, app, session, factory, world) -> Centre:
+    """The built centre, read into this test's session (its administrator is the factory's)."""
+    ids = world.ids
+    factory.adopt_admin(session.get(User, ids["people"]["administrator"]))
+    users = {role: session.get(User, user_id) for role, user_id in ids["people"].items()}
+    return Centre(users, session.get(Candidate, ids["c"]), session.get(Candidate, ids["d"]),
+                  *(session.get(Evidence, ids[k]) for k in ("observation", "work_product", "testimony", "draft")),
+                  ids["photo_sha"], ids["photo_name"],
+                  {"b_qualification": ids["b_qualification"], "witness_on_c": ids["witness_on_c"]})
 
 
 @pytest.fixture
