@@ -2,7 +2,6 @@
 import itertools
 import os
 import shutil
-from datetime import date
 
 import pytest
 from jinja2 import BytecodeCache
@@ -10,12 +9,11 @@ from sqlalchemy import create_engine as sa_engine
 from sqlalchemy import text
 from sqlmodel import Session
 
-from support.factories import Factory
+from support.factories import TODAY, Factory
 from support.postgres import Server, find_bin
 from tracker.db import make_engine, transaction, upgrade
 from tracker.specpacks import loader
 
-TODAY = date(2026, 11, 23)
 
 
 def pytest_addoption(parser):

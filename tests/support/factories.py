@@ -11,6 +11,7 @@ from tracker.models import Blob, Candidate, Evidence, Role, User
 from tracker.services import assessment, evidence, people
 
 _n = itertools.count(1)
+TODAY = date(2026, 11, 23)  # the day the tests act on, fixed so that dates in the rules never drift
 
 
 class Factory:

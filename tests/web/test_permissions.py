@@ -14,8 +14,7 @@ from PIL import Image
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from conftest import TODAY
-from support.factories import Factory
+from support.factories import TODAY, Factory
 from support.web import form_token
 from tracker import media
 from tracker.db import make_engine
