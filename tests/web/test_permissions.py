@@ -142,7 +142,7 @@ def database_url(request, database_url, tmp_path):
 
 
 @pytest.fixture
-def centre(backend, app, session, factory, world) -> Centre:
+def centre(backend, session, factory, world) -> Centre:
     """The built centre, read into this test's session (its administrator is the factory's)."""
     ids = world.ids
     factory.adopt_admin(session.get(User, ids["people"]["administrator"]))

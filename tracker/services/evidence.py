@@ -389,7 +389,7 @@ def check_capture(session: Session, actor: Actor, data: EvidenceIn | dict, *, ne
     witness_signed = any(s.kind == SignatureKind.WITNESS for s in data.signatures)
     _check_rules(session, actor, candidate, unit, data.method, data, witness_signed, data.submit)
     resolved = _resolve(session, unit, data, actor.user)
-    _check_signatures(session, actor, candidate, data.method, data.witness_name, data.signatures)
+    signers = _check_signatures(session, actor, candidate, data.method, data.witness_name, data.signatures)
     status = Status.SUBMITTED if data.submit else Status.DRAFT
     evidence_id = data.id or new_id()
     version = _version_row(evidence_id, 1, actor.user, data, digest)
@@ -400,21 +400,19 @@ def check_capture(session: Session, actor: Actor, data: EvidenceIn | dict, *, ne
     capture = Capture(evidence, version, _link_rows(version["id"], resolved), [(
         "evidence.captured", {"method": data.method, "status": status, "version": str(version["id"]),
                               "content_hash": digest, "candidate": str(candidate.id)})])
-    _plan_signatures(session, actor, candidate, data, capture)
+    _plan_signatures(actor, signers, capture)
     return capture
 
 
-def _plan_signatures(session: Session, actor: Actor, candidate: Candidate, data: EvidenceIn, capture: Capture) -> None:
-    """Add the signatures made with a capture to its rows, once each per kind and signer."""
-    evidence, version = SimpleNamespace(method=data.method), SimpleNamespace(author_id=actor.id,
-                                                                             witness_name=data.witness_name)
+def _plan_signatures(actor: Actor, signers: list[tuple[SignatureIn, str, uuid.UUID | None]],
+                     capture: Capture) -> None:
+    """Add the checked signatures made with a capture to its rows, once each per kind and signer."""
+    version_id, digest = capture.version["id"], capture.version["content_hash"]
     signed = set()
-    for sig in data.signatures:
-        name, signer_id = _signer(session, actor, evidence, version, candidate, sig)
+    for sig, name, signer_id in signers:
         if (sig.kind, name) in signed:
             continue
         signed.add((sig.kind, name))
-        version_id, digest = capture.version["id"], capture.version["content_hash"]
         capture.rows.append((Signature, _signature_row(actor, version_id, digest, sig, name, signer_id)))
         capture.changes.append(("evidence.signed", _signed(version_id, digest, sig, name)))
 
@@ -579,13 +577,16 @@ def sign(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: Sig
 
 
 def _check_signatures(session: Session, actor: Actor, candidate: Candidate, method: str, witness_name: str | None,
-                      signatures: list[SignatureIn]) -> None:
-    """Refuse a wrong signature on content about to be written by the actor, before anything is written."""
+                      signatures: list[SignatureIn]) -> list[tuple[SignatureIn, str, uuid.UUID | None]]:
+    """Refuse a wrong signature on content about to be written by the actor, before anything is written; return
+    each signature with its signer's name and id."""
+    evidence, version = SimpleNamespace(method=method), SimpleNamespace(author_id=actor.id, witness_name=witness_name)
+    signers = []
     for data in signatures:
-        _signer(session, actor, SimpleNamespace(method=method),
-                SimpleNamespace(author_id=actor.id, witness_name=witness_name), candidate, data)
+        signers.append((data, *_signer(session, actor, evidence, version, candidate, data)))
         if data.image_sha256:
             _check_blobs(session, [AttachmentIn(sha256=data.image_sha256, filename="signature.png")], actor.user)
+    return signers
 
 
 def _sign(session: Session, actor: Actor, evidence: Evidence, version: EvidenceVersion, candidate: Candidate,
