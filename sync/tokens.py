@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 from sqlmodel import Session, select
 
+from tracker import clock
 from tracker.audit import Actor, record
 from tracker.errors import InvalidInput, NotFound, NotPermitted, Refusal
 from tracker.models import Device, Role, User, utcnow
@@ -40,7 +41,7 @@ def issue_token(session: Session, user: User, device_id: uuid.UUID | str, name: 
     device.protocol_version, device.schema_version = protocol_version, schema_version
     session.add(device)
     session.flush()
-    record(session, Actor(user, device_id=device.id, today=now.date()), action, device, name=name,
+    record(session, Actor(user, device_id=device.id, today=clock.day_of(now)), action, device, name=name,
            expires_at=device.expires_at, protocol_version=protocol_version, schema_version=schema_version)
     return device, token
 

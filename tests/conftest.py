@@ -4,12 +4,13 @@ import os
 import shutil
 
 import pytest
+import time_machine
 from jinja2 import BytecodeCache
 from sqlalchemy import create_engine as sa_engine
 from sqlalchemy import text
 from sqlmodel import Session
 
-from support.factories import TODAY, Factory
+from support.factories import NOW, TODAY, Factory
 from support.postgres import Server, find_bin
 from tracker.db import make_engine, transaction, upgrade
 from tracker.specpacks import loader
@@ -79,6 +80,22 @@ def postgres_template(postgres_server):
 
 
 _numbers = itertools.count()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _run_clock():
+    """Run the whole session on the tests' clock: session fixtures see the same day as the tests."""
+    with time_machine.travel(NOW, tick=True):
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _clock(time_machine):
+    """Start every test at the run's moment, so the tracker's today and the factories' TODAY are one day.
+
+    A test that needs another moment (a grant's end, a token's expiry) moves the clock with `time_machine.move_to`.
+    """
+    time_machine.move_to(NOW, tick=True)
 
 
 @pytest.fixture(autouse=True)

@@ -2,12 +2,13 @@
 import hashlib
 import re
 from collections import defaultdict
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from PIL import Image
 from sqlmodel import select
 
+from support.factories import TODAY
 from tracker import demo
 from tracker.audit import Actor
 from tracker.errors import InvalidInput
@@ -30,7 +31,6 @@ from tracker.rules import RuleViolation
 from tracker.services import assessment, evidence, people
 from tracker.storage import LocalStorage
 
-TODAY = date(2026, 11, 23)
 ALL = ("1.1", "1.2", "1.3", "2.1", "2.2", "2.3", "2.4", "3.1", "3.2", "3.3", "3.4", "4.1", "4.2", "4.3", "4.4",
        "5.1", "5.2", "6.1", "6.2", "6.3")
 

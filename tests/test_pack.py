@@ -7,13 +7,13 @@ import os
 import shutil
 import zipfile
 from dataclasses import asdict
-from datetime import date
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, text
 from sqlmodel import Session, select
 
+from support.factories import TODAY
 from tracker import audit, demo
 from tracker.audit import Actor
 from tracker.cli import main
@@ -33,7 +33,6 @@ from tracker.services import assessment, pack, people
 from tracker.services.evidence import unit_for
 from tracker.storage import LocalStorage
 
-TODAY = date(2026, 11, 23)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ def create_app(test_config: dict | None = None, instance: str | Path | None = No
     # use the models and rules without loading the web framework.
     from flask import Flask
 
-    from . import db
+    from . import clock, db
 
     app = Flask(__name__, instance_relative_config=True, instance_path=str(instance or db.instance_path()),
                 template_folder="../templates", static_folder="../static")
@@ -19,6 +19,7 @@ def create_app(test_config: dict | None = None, instance: str | Path | None = No
         MAX_CONTENT_LENGTH=512 * 1024 * 1024,  # the largest upload (a video); each type has its own limit too
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",  # Secure is added per request whenever it arrives over HTTPS
+        TIMEZONE=clock.DEFAULT_ZONE,  # the centre's days (today, sampling cycles) run by this IANA time zone
     )
     app.config.from_pyfile("config.py", silent=True)
     if test_config is not None:
@@ -29,6 +30,7 @@ def create_app(test_config: dict | None = None, instance: str | Path | None = No
 
     from . import web
 
+    clock.set_zone(app.config["TIMEZONE"])
     app.config["DATABASE_URL"] = db.database_url(app.instance_path, app.config["DATABASE_URL"])
     db.init_app(app)
     web.init_app(app)

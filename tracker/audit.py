@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import insert, update
 from sqlmodel import Session, select
 
+from . import clock
 from .hashing import _normalise, canonical_json
 from .models import AuditEntry, AuditHead, User, utcnow
 
@@ -21,7 +22,7 @@ class Actor:
 
     user: User | None
     device_id: uuid.UUID | None = None
-    today: date = field(default_factory=date.today)
+    today: date = field(default_factory=clock.today)
 
     @property
     def roles(self) -> frozenset[str]:

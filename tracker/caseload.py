@@ -1,10 +1,9 @@
 """The caseload: the candidates a person works with, and what needs their attention."""
-from datetime import date
 
 from flask import Blueprint, current_app, render_template
 from flask_login import login_required
 
-from . import readcache
+from . import clock, readcache
 from .auth import me
 from .db import get_session
 from .services import portfolio
@@ -16,7 +15,7 @@ bp = Blueprint("caseload", __name__, url_prefix="/caseload")
 @login_required
 def index():  # noqa: ANN201
     """List the person's candidates with progress, evidence waiting for a decision, and referrals."""
-    session, user, today = get_session(), me(), date.today()
+    session, user, today = get_session(), me(), clock.today()
     # Any audited change in the centre may move a caseload's counts; until then the page's data stands (for today,
     # since actions fall overdue by the calendar alone).
     rows, total, actions = current_app.extensions["read_cache"].get(

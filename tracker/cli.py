@@ -3,7 +3,6 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +10,7 @@ import click
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session, select
 
+from . import clock
 from .audit import SYSTEM
 from .audit import verify as verify_chain
 from .db import database_url, ensure_secret_key, instance_path, make_engine, transaction, upgrade
@@ -98,7 +98,7 @@ def demo(ctx: Context) -> None:
             click.echo("The demo centre is already loaded.")
             centre = demo_centre.logins(session)
         else:
-            centre = demo_centre.load_demo(session, LocalStorage(ctx.instance / "media"), date.today())
+            centre = demo_centre.load_demo(session, LocalStorage(ctx.instance / "media"), clock.today())
             click.echo("Demo centre loaded.")
     _print_logins(centre)
 

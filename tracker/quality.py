@@ -2,13 +2,13 @@
 
 IQAs change their own records; the lead IQA and EQAs read every IQA's, and an EQA is never shown a write control.
 """
-from datetime import date, timedelta
+from datetime import timedelta
 
 from flask import Blueprint, Response, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 from sqlmodel import select
 
-from . import access
+from . import access, clock
 from .auth import actor, me
 from .db import get_session
 from .errors import NotFound, Refusal
@@ -42,7 +42,7 @@ def index():  # noqa: ANN201
     _reader()
     session = get_session()
     return render_template("quality/index.html", strategies=quality.strategies(session, me()),
-                           actions=quality.actions(session, me(), open_only=True), today=date.today(),
+                           actions=quality.actions(session, me(), open_only=True), today=clock.today(),
                            can_write=Role.IQA in me().role_names, lead=quality.is_lead(session, me().id))
 
 
@@ -52,7 +52,7 @@ def new_strategy():  # noqa: ANN201
     """Show and take the strategy form, with the centre's default rates filled in."""
     _writer()
     session = get_session()
-    today = date.today()
+    today = clock.today()
     defaults = {"kind": "interim", "cycle_start": today.replace(day=1).isoformat(),
                 "cycle_end": (today + timedelta(days=90)).isoformat()}
     form = form_from(request.form if request.method == "POST" else {**defaults, **quality.DEFAULTS}, "name",
@@ -196,7 +196,7 @@ def _item(found: SampleItem, row: SamplingStrategy, form, recorded: bool):  # no
     else:
         template = "quality/item.html" if found.decision_id else "quality/signoff.html"
         status = 422 if form.summary else 200
-    return render_template(template, d=detail, s=row, form=form, can_write=_writes(row), today=date.today(),
+    return render_template(template, d=detail, s=row, form=form, can_write=_writes(row), today=clock.today(),
                            recorded=recorded), status
 
 
@@ -206,7 +206,7 @@ def actions():  # noqa: ANN201
     """List the actions a person must answer or raised (every open one for the lead IQA)."""
     session = get_session()
     rows = quality.actions(session, me())
-    return render_template("quality/actions.html", rows=rows, today=date.today(), me=me(),
+    return render_template("quality/actions.html", rows=rows, today=clock.today(), me=me(),
                            form=form_from({}, "response", "reopen"))
 
 
@@ -226,7 +226,7 @@ def respond(action_id: str):  # noqa: ANN201
         if refusal.kind in ("forbidden", "not_found"):
             raise
         form = form_from(request.form, "response", "reopen").refuse(refusal)
-        return render_template("quality/actions.html", rows=quality.actions(session, me()), today=date.today(),
+        return render_template("quality/actions.html", rows=quality.actions(session, me()), today=clock.today(),
                                me=me(), form=form, failed=action_id), 422
     return redirect(url_for("quality.actions"), 303)
 
@@ -246,7 +246,7 @@ def close(action_id: str):  # noqa: ANN201
         if refusal.kind in ("forbidden", "not_found"):
             raise
         flash(refusal.message, "error")
-        return render_template("quality/actions.html", rows=quality.actions(session, me()), today=date.today(),
+        return render_template("quality/actions.html", rows=quality.actions(session, me()), today=clock.today(),
                                me=me(), form=form_from({}, "response", "reopen")), 422
     return redirect(url_for("quality.actions"), 303)
 
@@ -257,7 +257,7 @@ def report(iqa_id: str):  # noqa: ANN201
     """Show an IQA's cycle report: their own, or any IQA's for an EQA or the lead IQA."""
     _reader()
     rep, who = _report(iqa_id)
-    return render_template("quality/report.html", r=rep, who=who, today=date.today())
+    return render_template("quality/report.html", r=rep, who=who, today=clock.today())
 
 
 @bp.get("/reports/<iqa_id>.pdf")
@@ -266,7 +266,7 @@ def report_pdf(iqa_id: str):  # noqa: ANN201
     """Download an IQA's cycle report as a PDF."""
     _reader()
     rep, who = _report(iqa_id)
-    return Response(quality.report_pdf(rep, date.today()), mimetype="application/pdf", headers={
+    return Response(quality.report_pdf(rep, clock.today()), mimetype="application/pdf", headers={
         "Content-Disposition": f'attachment; filename="iqa-cycle-report-{who.id}.pdf"'})
 
 

@@ -1,6 +1,6 @@
 """The field sync API under /api/v1: JSON in and out, device bearer tokens, version checks on every request."""
 import re
-from datetime import date, timedelta
+from datetime import timedelta
 from functools import wraps
 
 from flask import Blueprint, Response, current_app, g, jsonify, request
@@ -14,7 +14,7 @@ from sync import pull as pull_sync
 from sync.push import apply_batch
 from sync.tokens import authenticate, issue_token
 
-from . import openapi
+from . import clock, openapi
 from .audit import Actor
 from .db import get_session
 from .errors import InvalidInput, Refusal
@@ -123,7 +123,7 @@ def device_required(view):  # noqa: ANN001, ANN201
 
 
 def _actor() -> Actor:
-    return Actor(g.user, device_id=g.device.id, today=date.today())
+    return Actor(g.user, device_id=g.device.id, today=clock.today())
 
 
 # --- The routes ------------------------------------------------------------------------------------------------
@@ -176,7 +176,7 @@ def push() -> Response:
     if len(items) > BATCH_ITEMS:
         return error("batch_too_large", f"Send at most {BATCH_ITEMS} items at a time.", 413, limit=BATCH_ITEMS)
     session = get_session()
-    verdicts = apply_batch(session, g.device, g.user, items, date.today())
+    verdicts = apply_batch(session, g.device, g.user, items, clock.today())
     session.commit()  # the answers are sent only once what they say is stored
     return jsonify({"verdicts": [v.as_dict() for v in verdicts]})
 

@@ -6,6 +6,8 @@ import threading
 import pytest
 from werkzeug.serving import make_server
 
+from support.processes import real_clock_env
+
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
         "--disable-component-update", "--disable-sync"]
@@ -28,7 +30,8 @@ def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True,
+                                              env=real_clock_env())
         yield chromium
         chromium.close()
 

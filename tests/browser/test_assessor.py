@@ -76,7 +76,8 @@ def test_assessor_records_observation_then_judges_a_criterion(page, factory, ses
     check(page)
 
     page.get_by_role("link", name="Back to Cara Jones's portfolio").click()
-    assert page.url == portfolio_url
+    expect(page).to_have_url(portfolio_url)
+    page.wait_for_load_state()  # htmx has taken over the grid's buttons: a click now judges in place
     page.evaluate("window.stillTheSamePage = true")
     row = grid_row(page, "1.2")
     row.get_by_role("button", name="Met", exact=True).click()

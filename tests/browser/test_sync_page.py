@@ -12,7 +12,8 @@ from browser_support import check, sign_in  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "sync"))
 from device_support import InProcessCentre, make_device  # noqa: E402
-from sync_support import TODAY, register  # noqa: E402
+from support.factories import TODAY  # noqa: E402
+from sync_support import register  # noqa: E402
 from tracker.audit import Actor  # noqa: E402
 from tracker.models import AssessorQualification, AuditEntry, OutboxItem, User  # noqa: E402
 from tracker.services import evidence as service  # noqa: E402

@@ -1,10 +1,11 @@
 """Bad input through the services: always a clear refusal, never a bare exception, and nothing left behind."""
 import uuid
-from datetime import date
+from datetime import date, timedelta
 
 import pytest
 from sqlmodel import func, select
 
+from support.factories import TODAY
 from tracker.errors import InvalidInput, NotFound, NotPermitted, Refusal
 from tracker.models import (
     Attachment,
@@ -152,7 +153,7 @@ def test_capture_for_an_unknown_candidate_is_not_found(session, factory, people_
 def test_forged_ids_are_refused(backend, session, factory, operation, bad_id):
     """A malformed or unknown id for evidence, candidate, decision, sign-off or person is refused as not found."""
     actor = factory.actor(factory.user(Role.ASSESSOR, Role.IQA))
-    body = {"title": "Review meeting", "activity_date": date(2026, 11, 1), "setting": "long_term_care",
+    body = {"title": "Review meeting", "activity_date": TODAY - timedelta(days=22), "setting": "long_term_care",
             "narrative": "Facilitated Mr D's review.", "criteria": [{"code": "4.3"}]}
     call = {
         "review": lambda: evidence.review(session, actor, bad_id, "accepted", ""),
@@ -342,14 +343,14 @@ def test_iqa_review_with_bad_verdict_is_refused(session, factory, people_, verdi
 
 def _registration(person, **overrides) -> dict:
     return {"user_id": person.id, "qualification": "3085-02", "registration_number": "CG777001",
-            "date_of_birth": date(1990, 5, 17), "registration_date": date(2026, 9, 1), "workplace": "Meadow View",
+            "date_of_birth": date(1990, 5, 17), "registration_date": TODAY - timedelta(days=83), "workplace": "Meadow View",
             "work_setting": "long_term_care"} | overrides
 
 
 @pytest.mark.parametrize(("overrides", "error", "field", "phrase"), [
     ({"registration_number": "TAKEN"}, InvalidInput, "registration_number", "Registration number TAKEN is already"),
     ({"qualification": "9999-99"}, InvalidInput, "qualification", "No qualification 9999-99 is loaded"),
-    ({"registration_date": date(2026, 11, 24)}, InvalidInput, "registration_date", "cannot be in the future"),
+    ({"registration_date": TODAY + timedelta(days=1)}, InvalidInput, "registration_date", "cannot be in the future"),
     ({"work_setting": "prison"}, InvalidInput, "work_setting", "Choose the candidate's work setting"),
     ({"date_of_birth": "seventeenth of May"}, InvalidInput, "date_of_birth", "Date of birth"),
     ({"registration_number": ""}, InvalidInput, "registration_number", "Registration number"),

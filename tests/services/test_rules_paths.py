@@ -4,6 +4,7 @@ from datetime import date, timedelta
 import pytest
 from sqlmodel import func, select
 
+from support.factories import TODAY
 from tracker.errors import Refusal
 from tracker.models import (
     AssignmentResult,
@@ -29,7 +30,7 @@ from tracker.services import assessment, evidence, people
 
 EVIDENCE = (Evidence, EvidenceVersion, EvidenceCriterion, Signature)
 JUDGEMENT = (EvidenceReview, CriterionDecision, DecisionEvidence, UnitSignOff)
-TODAY = date(2026, 11, 23)
+SIXTEENTH_BIRTHDAY = TODAY.replace(year=TODAY.year - 16)  # a valid day even on 29 February: 16 is a leap cycle
 
 
 # --- Helpers ---------------------------------------------------------------------------------------------
@@ -371,17 +372,17 @@ def test_independent_iqa_review_accepted(backend, session, factory):
 
 def _registration(factory, person, **overrides) -> dict:
     return {"user_id": person.id, "qualification": "3085-02", "registration_number": "CG999001",
-            "date_of_birth": date(2010, 11, 23), "registration_date": TODAY, "workplace": "Meadow View",
+            "date_of_birth": SIXTEENTH_BIRTHDAY, "registration_date": TODAY, "workplace": "Meadow View",
             "work_setting": "long_term_care"} | overrides
 
 
 def test_under_16_candidate_refused(backend, session, factory):
     """A candidate who would be 15 on the registration date is not registered and gains no role."""
     person = factory.user()
-    data = _registration(factory, person, date_of_birth=date(2010, 11, 24))
+    data = _registration(factory, person, date_of_birth=SIXTEENTH_BIRTHDAY + timedelta(days=1))
     failure = refused(session, (Candidate, CandidateAssignment, RoleGrant), lambda: people.register_candidate(
         session, factory.as_admin, data), "candidate_under_16", "date_of_birth")
-    assert "would be 15 on the registration date 23 November 2026" in failure.message
+    assert f"would be 15 on the registration date {TODAY:%-d %B %Y}" in failure.message
 
 
 def test_candidate_16_on_registration_day_registered(backend, session, factory):

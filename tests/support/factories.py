@@ -1,17 +1,25 @@
 """Record factories that go through the real services, so every record a test uses obeyed the rules."""
 import hashlib
 import itertools
-from datetime import date, timedelta
+import os
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlmodel import Session
 
+from tracker import clock
 from tracker.audit import SYSTEM, Actor
 from tracker.models import Blob, Candidate, Evidence, Role, User
 from tracker.services import assessment, evidence, people
 
 _n = itertools.count(1)
-TODAY = date(2026, 11, 23)  # the day the tests act on, fixed so that dates in the rules never drift
+# The moment every test starts at (the tests' clock is moved there, see conftest), taken from the real clock once
+# per run, so the suite acts on the day it runs: a run under a shifted clock (faketime) tests the tracker on that day.
+# The run's first process writes it to the environment; its workers and the processes tests start read it there.
+NOW_VARIABLE = "TRACKER_TEST_NOW"
+NOW = datetime.fromisoformat(os.environ.get(NOW_VARIABLE) or datetime.now(UTC).replace(microsecond=0).isoformat())
+os.environ[NOW_VARIABLE] = NOW.isoformat()
+TODAY = clock.day_of(NOW)  # the centre's date at that moment
 
 
 class Factory:

@@ -9,6 +9,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from .processes import real_clock_env
+
 
 def find_bin() -> Path | None:
     """Return the folder of the newest installed PostgreSQL server binaries, if any."""
@@ -46,14 +48,15 @@ class Server:
             pw = pwd.getpwnam(self.run_as)
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
         subprocess.run(self._cmd("initdb", "-D", str(self.data), "-U", "tracker", "--auth=trust", "-E", "UTF8",
-                                 "--locale=C.UTF-8"), check=True, capture_output=True)
+                                 "--locale=C.UTF-8"), check=True, capture_output=True, env=real_clock_env())
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.dir} -c fsync=off -c full_page_writes=off"
         subprocess.run(self._cmd("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.dir / "log"),
-                                 "-w", "start"), check=True, capture_output=True)
+                                 "-w", "start"), check=True, capture_output=True, env=real_clock_env())
         return f"postgresql+psycopg://tracker@127.0.0.1:{self.port}/postgres"
 
     def stop(self) -> None:
         """Stop the cluster and remove its folder."""
-        subprocess.run(self._cmd("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"), capture_output=True)
+        subprocess.run(self._cmd("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop"), capture_output=True,
+                       env=real_clock_env())
         time.sleep(0.1)
         shutil.rmtree(self.dir, ignore_errors=True)

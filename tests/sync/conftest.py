@@ -22,7 +22,7 @@ def tablet(field, session, tmp_path):
     """The assessor's field device: its own SQLite file, enrolled, first pull applied, talking to the centre."""
     from device_support import InProcessCentre, make_device
     from sync.client import Client
-    from sync_support import TODAY
+    from support.factories import TODAY
     from tracker.storage import LocalStorage
 
     session.commit()

@@ -1,19 +1,18 @@
 """Helpers for the sync tests: items shaped as a device sends them (JSON), and row counts."""
 import json
 import uuid
-from datetime import UTC, date, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlmodel import Session, func, select
 
+from support.factories import NOW, TODAY
 from sync import PROTOCOL_VERSION, SCHEMA_VERSION
 from sync.push import Verdict, apply_batch
 from sync.tokens import issue_token
 from tracker.hashing import canonical_json
 from tracker.models import AuditEntry, Device, Evidence, EvidenceVersion, Signature, SyncReceipt, User, new_id
 
-TODAY = date(2026, 11, 23)
-NOW = datetime(2026, 11, 23, 9, 30, tzinfo=UTC)
 CAPTURE_ONLY = ("id", "candidate_id", "unit", "method", "submit", "signatures")
 
 

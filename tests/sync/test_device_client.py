@@ -8,7 +8,7 @@ from sqlmodel import Session, func, select
 from device_support import Faulty, json_answer, nothing_to_do, rows_of
 from sync import pull
 from sync.client import apply_page
-from sync_support import TODAY
+from support.factories import TODAY
 from tracker.audit import Actor
 from tracker.models import (
     AssessorQualification,

@@ -16,6 +16,7 @@ from sqlmodel import Session, select
 
 from api_support import SpoilingProxy
 from device_support import PASSWORD
+from support.processes import child_env
 from support.web import form_token
 from sync.client import Client, HttpTransport
 from sync.device import database_engine, enrol, load_token
@@ -200,8 +201,8 @@ def test_a_big_file_downloads_with_the_devices_memory_flat(centre, field, upload
         while out.tell() < 50 * MB:
             out.write(os.urandom(min(MB, 50 * MB - out.tell())))
     sha = upload(**{"transcript.pdf": big})["transcript.pdf"]
-    env = os.environ | {"PYTHONPATH": os.pathsep.join((str(HERE.parent.parent), str(HERE)))}
-    done = subprocess.run([sys.executable, str(HERE / "device_memory.py"), str(tablet.instance), centre], env=env,
+    done = subprocess.run([sys.executable, str(HERE / "device_memory.py"), str(tablet.instance), centre],
+                          env=child_env(HERE.parent.parent, HERE),
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     found = json.loads(done.stdout)

@@ -3,7 +3,7 @@ import pytest
 from sqlmodel import Session, select
 
 from sync import outbox
-from sync_support import TODAY
+from support.factories import TODAY
 from tracker.audit import Actor
 from tracker.errors import Refusal
 from tracker.models import Evidence, EvidenceVersion, OutboxItem, User

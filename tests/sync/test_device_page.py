@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from device_support import PASSWORD
 from support.web import form_token
-from sync_support import TODAY
+from support.factories import TODAY
 from tracker.models import (
     AssessorQualification,
     Attachment,

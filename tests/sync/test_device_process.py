@@ -1,5 +1,4 @@
 """Test 5: a device process SIGKILLed at random points of a push, restarted on the same file, loses nothing."""
-import os
 import random
 import signal
 import subprocess
@@ -11,7 +10,8 @@ import pytest
 from sqlmodel import Session, func, select
 
 from device_support import Served, wsgi
-from sync_support import TODAY
+from support.factories import TODAY
+from support.processes import child_env
 from tracker.audit import Actor
 from tracker.models import Evidence, OutboxItem, SyncReceipt, User
 from tracker.services import evidence as service
@@ -20,8 +20,8 @@ HERE = Path(__file__).parent
 
 
 def run_device(url: str, server: str, batch: int) -> subprocess.Popen:
-    env = os.environ | {"PYTHONPATH": f"{HERE.parent.parent}{os.pathsep}{HERE}"}
-    return subprocess.Popen([sys.executable, str(HERE / "device_process.py"), url, server, str(batch)], env=env,
+    return subprocess.Popen([sys.executable, str(HERE / "device_process.py"), url, server, str(batch)],
+                            env=child_env(HERE.parent.parent, HERE),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

@@ -3,7 +3,7 @@ sync with the same code the web form gets for the same input, and the assessor s
 import pytest
 from sqlmodel import Session, select
 
-from sync_support import TODAY
+from support.factories import TODAY
 from tracker.audit import Actor
 from tracker.errors import Refusal
 from tracker.models import AssessorQualification, CandidateAssignment, OutboxItem, User

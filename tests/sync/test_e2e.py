@@ -3,7 +3,6 @@
 import hashlib
 import html
 import io
-import os
 import socket
 import subprocess
 import sys
@@ -16,8 +15,9 @@ import requests
 from PIL import Image
 from sqlmodel import Session, select
 
+from support.factories import TODAY
+from support.processes import child_env
 from support.web import form_token
-from sync_support import TODAY
 from tracker.models import AssessorQualification, Attachment, Evidence, EvidenceCriterion, EvidenceVersion, OutboxItem
 
 PASSWORD = "correct horse battery"
@@ -35,8 +35,7 @@ def tracker(*args: str, instance: Path, database_url: str | None = None) -> list
 
 
 def env() -> dict:
-    out = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "TRACKER_INSTANCE")}
-    return out | {"PYTHONPATH": str(Path(__file__).parent.parent.parent)}
+    return child_env(Path(__file__).parent.parent.parent, drop=("DATABASE_URL", "TRACKER_INSTANCE"))
 
 
 class CentreProcess:

@@ -14,7 +14,7 @@ from sqlmodel import Session, func, select
 from device_support import Faulty, FlaskTransport, enrol_over
 from sync.client import Client
 from sync.device import database_engine
-from sync_support import TODAY
+from support.factories import TODAY
 from tracker import media
 from tracker.audit import Actor
 from tracker.db import transaction, upgrade

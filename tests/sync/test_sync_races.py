@@ -1,7 +1,6 @@
 """Two pushes of the same item at the same instant (sync-guarantees test 2), on a file or server database."""
 import json
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -11,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import text
 from sqlmodel import Session
 
+from support.processes import child_env
 from sync_support import capture, count, evidence_id, push, register
 from tracker.models import AuditEntry, Device, Evidence, SyncReceipt, User
 
@@ -100,7 +100,7 @@ from sqlmodel import Session
 from sync.push import apply_batch
 from tracker.db import make_engine
 from tracker.models import Device, User
-from sync_support import TODAY
+from support.factories import TODAY
 
 url, device_id, user_id, batch, go = sys.argv[1:]
 engine = make_engine(url)
@@ -122,8 +122,7 @@ def test_two_processes_push_the_same_item_at_once(field, session, factory, engin
     go = tmp_path / "go"
     args = [sys.executable, "-c", PUSHER, database_url, str(field.device.id), str(field.assessor.id),
             json.dumps(batch), str(go)]
-    here = str(Path(__file__).parent)  # for sync_support
-    env = os.environ | {"PYTHONPATH": os.pathsep.join(filter(None, [here, os.environ.get("PYTHONPATH")]))}
+    env = child_env(Path(__file__).parent.parent, Path(__file__).parent)  # for support and sync_support
     workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
                for _ in range(2)]
     time.sleep(1.5)  # both interpreters are up and waiting for the signal

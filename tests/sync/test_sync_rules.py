@@ -8,7 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from sync_support import TODAY, as_json, content, item, push, register, snapshot
+from support.factories import TODAY
+from sync_support import as_json, content, item, push, register, snapshot
 from tracker.errors import Refusal
 from tracker.models import Role, User, new_id
 from tracker.services import assessment, evidence

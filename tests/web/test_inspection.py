@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import func, text
 from sqlmodel import select
 
+from support.factories import NOW
 from support.web import form_token
 from tracker.models import (
     AuditEntry,
@@ -25,8 +26,9 @@ from tracker.models import (
 )
 from tracker.services import assessment, eqa, pack
 
-START = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
-END = datetime(2026, 11, 27, 17, 0, tzinfo=UTC)
+START = (NOW - timedelta(days=3)).replace(hour=9, minute=0, second=0)
+END = START + timedelta(days=7, hours=8)
+ENDED = f"{END:%-d %B %Y}, 17:00:00 UTC"  # as the pages write the end of the grant
 COUNTED = (EqaGrant, EqaGrantCandidate, Evidence, EvidenceVersion, EvidenceReview, CriterionDecision, Signature,
            AuditEntry, Candidate, User)
 
@@ -34,8 +36,8 @@ COUNTED = (EqaGrant, EqaGrantCandidate, Evidence, EvidenceVersion, EvidenceRevie
 class Visit:
     """A small centre with an EQA granted access to C (not D) from START to END."""
 
-    def __init__(self, app, session, factory):
-        self.app = app
+    def __init__(self, clock, session, factory):
+        self.clock = clock
         self.assessor = factory.assessor(name="Ann Assessor")
         self.eqa = factory.user(Role.EQA, name="Ezra External")
         self.c = factory.candidate(name="Cara Candidate", assessors=(self.assessor,))
@@ -49,14 +51,14 @@ class Visit:
         self.admin = factory.admin
 
     def at(self, moment: datetime) -> None:
-        """Set the app's clock."""
-        self.app.config["NOW"] = moment
+        """Hold the clock (the tracker's and the tests') at a moment."""
+        self.clock.move_to(moment, tick=False)  # held still: a test at the very second the grant ends
 
 
 @pytest.fixture
-def visit(app, session, factory):
+def visit(time_machine, session, factory):
     """The centre, with the clock in the middle of the grant."""
-    v = Visit(app, session, factory)
+    v = Visit(time_machine, session, factory)
     v.at(START + timedelta(days=1))
     return v
 
@@ -72,7 +74,7 @@ def test_eqa_reads_granted_portfolio_without_controls(client, sign_in, session, 
     sign_in(visit.eqa)
     landing = client.get("/inspection/").get_data(as_text=True)
     assert "Cara Candidate" in landing and "Dan Candidate" not in landing
-    assert "27 November 2026, 17:00:00 UTC" in landing
+    assert ENDED in landing
     grid = client.get(f"/candidates/{visit.c.id}")
     page = grid.get_data(as_text=True)
     assert grid.status_code == 200 and "Observed care planning" in page
@@ -105,14 +107,14 @@ def test_access_ends_by_itself(client, sign_in, visit, offset, status):
         response = client.get(path)
         assert response.status_code == status, path
         if status == 403:
-            assert ("Your inspection access ended at 27 November 2026, 17:00:00 UTC; ask the centre to extend it"
+            assert (f"Your inspection access ended at {ENDED}; ask the centre to extend it"
                     in response.get_data(as_text=True))
 
 
 def test_access_before_it_starts_opens_nothing(client, sign_in, visit):
     """Before the grant starts, C's portfolio is not found and the landing says nothing is in force."""
+    visit.at(START - timedelta(seconds=1))  # time runs forwards: the EQA signs in before the grant starts
     sign_in(visit.eqa)
-    visit.at(START - timedelta(seconds=1))
     assert client.get(f"/candidates/{visit.c.id}").status_code == 404
     assert "No inspection access is in force" in client.get("/inspection/").get_data(as_text=True)
 
@@ -154,12 +156,15 @@ def test_every_write_route_refused_for_an_eqa(app, client, sign_in, session, vis
     assert counts(session) == before
 
 
-GOOD = {"starts_at": "2026-11-24T09:00", "ends_at": "2026-11-28T17:00", "reason": "Standards verification"}
+GRANT_START, GRANT_END = NOW.replace(hour=9, minute=0, second=0), (NOW + timedelta(days=5)).replace(hour=17, minute=0,
+                                                                                                   second=0)
+GOOD = {"starts_at": f"{GRANT_START:%Y-%m-%dT%H:%M}", "ends_at": f"{GRANT_END:%Y-%m-%dT%H:%M}",
+        "reason": "Standards verification"}
 
 
 @pytest.mark.parametrize("change, field, message", [
-    ({"ends_at": "2026-11-24T08:00"}, "ends_at", "The access must end after it starts."),
-    ({"ends_at": "2028-11-24T08:00"}, "ends_at", "Grant access for 366 days at most"),
+    ({"ends_at": f"{GRANT_START - timedelta(hours=1):%Y-%m-%dT%H:%M}"}, "ends_at", "The access must end after it starts."),
+    ({"ends_at": f"{GRANT_START + timedelta(days=731):%Y-%m-%dT%H:%M}"}, "ends_at", "Grant access for 366 days at most"),
     ({"starts_at": "next tuesday"}, "starts_at", "Enter when the access starts as a date and time"),
     ({"ends_at": ""}, "ends_at", "Enter when the access ends."),
     ({"candidate_ids": "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f"}, "candidate_ids", "is not registered at this centre"),
@@ -195,8 +200,7 @@ def test_good_grant_is_stored_and_listed(client, sign_in, session, visit):
     assert response.status_code == 303
     session.commit()
     row = session.exec(select(EqaGrant).where(EqaGrant.reason == "Standards verification")).one()
-    assert row.granted_by_id == visit.admin.id and row.ends_at.replace(tzinfo=UTC) == datetime(2026, 11, 28, 17,
-                                                                                                  tzinfo=UTC)
+    assert row.granted_by_id == visit.admin.id and row.ends_at.replace(tzinfo=UTC) == GRANT_END
     assert set(session.exec(select(EqaGrantCandidate.candidate_id).where(EqaGrantCandidate.grant_id == row.id))) == {
         visit.c.id, visit.d.id}
     assert session.exec(select(AuditEntry).where(AuditEntry.action == "eqa.granted",

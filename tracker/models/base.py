@@ -1,8 +1,10 @@
 """Shared column helpers for the table models."""
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 import uuid6
+
+from .. import clock
 
 
 def new_id() -> uuid.UUID:
@@ -11,5 +13,5 @@ def new_id() -> uuid.UUID:
 
 
 def utcnow() -> datetime:
-    """Return the current time in UTC, as every timestamp column stores it."""
-    return datetime.now(UTC)
+    """Return the current time in UTC, as every timestamp column stores it (the tracker's one clock)."""
+    return clock.now()

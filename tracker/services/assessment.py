@@ -8,7 +8,7 @@ from typing import TypeVar
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
-from .. import readiness, rules
+from .. import clock, readiness, rules
 from ..audit import Actor, record
 from ..errors import InvalidInput, NotFound, NotPermitted
 from ..hashing import content_hash
@@ -220,9 +220,9 @@ def _current_decisions(session: Session, unit: Unit, code_of: dict[int, str], de
                                                  .where(col(DecisionEvidence.decision_id).in_([d[0] for d in decisions]))):
         links[decision_id].add(str(evidence_id))
     eligible = {key: people.eligibility(creds[key[0]], unit, key[1]).eligible
-                for key in {(d[2], d[5].date()) for d in decisions}}
+                for key in {(d[2], clock.day_of(d[5])) for d in decisions}}
     return [readiness.DecisionFacts(criterion=code_of[cid], outcome=outcome, evidence_ids=frozenset(links[did]),
-                                    note=note, assessor_eligible=eligible[(aid, at.date())])
+                                    note=note, assessor_eligible=eligible[(aid, clock.day_of(at))])
             for did, cid, aid, outcome, note, at in decisions]
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from sqlalchemy import insert
 from sqlmodel import Session, SQLModel, col, delete, select
 
-from .. import access, rules
+from .. import access, clock, rules
 from ..audit import Actor, Change, record, record_many
 from ..errors import InvalidInput, NotFound, NotPermitted, Refusal
 from ..hashing import content_hash
@@ -174,7 +174,7 @@ def locked_on(session: Session, candidate_id: uuid.UUID, unit_id: int) -> date |
     row = remembered(session, ("signed_off", candidate_id, unit_id), lambda: session.exec(select(UnitSignOff).where(
         UnitSignOff.candidate_id == candidate_id, UnitSignOff.unit_id == unit_id,
         col(UnitSignOff.reopened_at).is_(None))).first())
-    return row.signed_at.date() if row else None
+    return clock.day_of(row.signed_at) if row else None
 
 
 # --- Checks ------------------------------------------------------------------------------------

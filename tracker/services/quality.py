@@ -2,12 +2,12 @@
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from .. import rules, sampling
+from .. import clock, rules, sampling
 from ..audit import Actor, record
 from ..errors import InvalidInput, NotFound
 from ..models import (
@@ -204,8 +204,7 @@ class Population:
 
 
 def _cycle(strategy: SamplingStrategy) -> tuple[datetime, datetime]:
-    return (datetime.combine(strategy.cycle_start, datetime.min.time(), UTC),
-            datetime.combine(strategy.cycle_end + timedelta(days=1), datetime.min.time(), UTC))
+    return clock.day_start(strategy.cycle_start), clock.day_start(strategy.cycle_end + timedelta(days=1))
 
 
 def population(session: Session, strategy: SamplingStrategy) -> Population:
