@@ -33,8 +33,8 @@ from sqlmodel import Session, select
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sync.client import BATCH, Client, HttpTransport  # noqa: E402
-from sync.device import database_engine, enrol  # noqa: E402
+from sync.device.client import BATCH, Client, HttpTransport  # noqa: E402
+from sync.device.field import database_engine, enrol  # noqa: E402
 from tracker.audit import SYSTEM, Actor  # noqa: E402
 from tracker.db import make_engine, transaction, upgrade  # noqa: E402
 from tracker.models import OutboxItem, Role, User  # noqa: E402
@@ -138,7 +138,7 @@ def payload(ids: dict, n: int) -> dict:
 
 def queue_on_device(engine, ids: dict, records: int) -> float:  # noqa: ANN001
     """Queue the evidence in the device's outbox as the outbox hook does, without the device-side service cost."""
-    from sync import outbox
+    from sync.device import outbox
     from tracker.hashing import canonical_json
     from tracker.models import new_id
 
@@ -231,7 +231,7 @@ def service_rate(template: Path, work: Path, engine_of_device, ids: dict, batch:
 def required_work(engine_of_device, ids: dict, template: Path) -> float:  # noqa: ANN001
     """Time, per record, the work a push cannot skip however its rows are written: the item as JSON each way, its
     envelope and evidence read, the item's and the version's hashes, and the audit entry that chains it."""
-    from sync.push import _parse
+    from sync.centre.push import _parse
     from tracker.audit import _entry
     from tracker.hashing import content_hash
     from tracker.models import Candidate, Unit

@@ -133,7 +133,7 @@ def test_uploads_prune_discards_only_abandoned_parts(ready, tmp_path):
 
     from sqlmodel import Session
 
-    from sync.media import spool_path
+    from sync.centre.media import spool_path
     from tracker import create_app
     from tracker.db import database_url
     from tracker.models import Upload, utcnow

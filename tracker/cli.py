@@ -295,7 +295,7 @@ def uploads_prune(ctx: Context, days: int) -> None:
     """Discard unfinished uploads from devices that stopped sending; a device that returns starts them again."""
     from datetime import timedelta
 
-    from sync.media import discard_abandoned
+    from sync.centre.media import discard_abandoned
 
     from . import create_app
     from .models import utcnow
@@ -352,7 +352,7 @@ def field() -> None:
 @friendly
 def field_enrol(ctx: Context, server: str, email: str, name: str, password: str) -> None:
     """Register this device with the centre, set up its database and download your caseload."""
-    from sync.device import EnrolFailed, database_engine, enrol
+    from sync.device.field import EnrolFailed, database_engine, enrol
 
     from .storage import storage_from_config
 
@@ -379,8 +379,8 @@ def sync_command(ctx: Context) -> None:
     """Send this device's changes to the centre and fetch the caseload (exit status 1 if anything is left)."""
     from sqlmodel import Session as _Session
 
-    from sync.client import Client, HttpTransport
-    from sync.device import database_engine, load_token
+    from sync.device.client import Client, HttpTransport
+    from sync.device.field import database_engine, load_token
 
     from .models import SyncState
     from .storage import storage_from_config

@@ -86,12 +86,8 @@ def init_app(app) -> None:  # noqa: ANN001
     """Attach the engine to the app and close each request's session on teardown."""
     from flask import g
 
-    if app.config.get("FIELD_MODE"):
-        from sync.device import database_engine  # a field device: durable writes, changes queued for the centre
-
-        app.extensions["engine"] = database_engine(app.config["DATABASE_URL"])
-    else:
-        app.extensions["engine"] = make_engine(app.config["DATABASE_URL"])
+    # A field device writes durably; its web layer then has the device's side of sync queue its changes.
+    app.extensions["engine"] = make_engine(app.config["DATABASE_URL"], durable=bool(app.config.get("FIELD_MODE")))
 
     @app.teardown_appcontext
     def _close(_exc):  # noqa: ANN001

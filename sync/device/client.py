@@ -25,7 +25,8 @@ from tracker.db import transaction
 from tracker.models import Evidence, EvidenceVersion, OutboxItem, SyncState, utcnow
 from tracker.storage import CHUNK
 
-from . import PROTOCOL_VERSION, SCHEMA_VERSION, downloads, outbox
+from .. import PROTOCOL_VERSION, SCHEMA_VERSION
+from . import downloads, outbox
 
 log = logging.getLogger(__name__)
 BATCH = 200  # items per push, the most a centre takes at once: about 110 KB and one short centre transaction

@@ -8,7 +8,7 @@ pytest.importorskip("playwright")
 from playwright.sync_api import expect  # noqa: E402
 
 from browser_support import check, error_summary, sign_in  # noqa: E402
-from sync.tokens import issue_token  # noqa: E402
+from sync.centre.tokens import issue_token  # noqa: E402
 from tracker.models import Device  # noqa: E402
 
 

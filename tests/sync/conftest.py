@@ -21,8 +21,8 @@ def field(backend, session, factory):
 def tablet(field, session, tmp_path):
     """The assessor's field device: its own SQLite file, enrolled, first pull applied, talking to the centre."""
     from device_support import InProcessCentre, make_device
-    from sync.client import Client
     from support.factories import TODAY
+    from sync.device.client import Client
     from tracker.storage import LocalStorage
 
     session.commit()

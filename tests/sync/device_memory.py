@@ -4,8 +4,8 @@ import sys
 import tracemalloc
 from pathlib import Path
 
-from sync.client import Client, HttpTransport
-from sync.device import database_engine, load_token
+from sync.device.client import Client, HttpTransport
+from sync.device.field import database_engine, load_token
 from tracker.storage import LocalStorage
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """A field device's sync, run as its own process so a test can SIGKILL it at any moment."""
 import sys
 
-from sync.client import Client, HttpTransport
-from sync.device import database_engine
+from sync.device.client import Client, HttpTransport
+from sync.device.field import database_engine
 
 if __name__ == "__main__":
     url, server, batch = sys.argv[1], sys.argv[2], int(sys.argv[3])

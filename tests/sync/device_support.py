@@ -12,10 +12,10 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, select
 
-from sync import client as sync_client
-from sync.client import Response, Unreachable, apply_page
-from sync.device import database_engine
-from sync.push import apply_batch
+from sync.centre.push import apply_batch
+from sync.device import client as sync_client
+from sync.device.client import Response, Unreachable, apply_page
+from sync.device.field import database_engine
 from tracker.db import transaction, upgrade
 from tracker.hashing import canonical_json
 from tracker.models import Blob, Device, SyncState, User
@@ -203,7 +203,7 @@ class FlaskTransport:
 
 def enrol_over(transport: Callable, user: User, device_id: uuid.UUID) -> str:
     """Enrol a device through the centre's API; return its token."""
-    from sync.client import headers
+    from sync.device.client import headers
 
     body = json.dumps({"email": user.email, "password": PASSWORD, "device_id": str(device_id), "name": "Tablet"})
     answer = transport("POST", "/api/v1/devices", body=body.encode(), headers=headers())

@@ -8,8 +8,8 @@ from sqlmodel import Session, func, select
 
 from support.factories import NOW, TODAY
 from sync import PROTOCOL_VERSION, SCHEMA_VERSION
-from sync.push import Verdict, apply_batch
-from sync.tokens import issue_token
+from sync.centre.push import Verdict, apply_batch
+from sync.centre.tokens import issue_token
 from tracker.hashing import canonical_json
 from tracker.models import AuditEntry, Device, Evidence, EvidenceVersion, Signature, SyncReceipt, User, new_id
 

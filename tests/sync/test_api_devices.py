@@ -7,9 +7,9 @@ from sqlmodel import select
 
 from api_support import Device
 from sync import SCHEMA_VERSION
-from sync.tokens import revoke
-from tracker.models import AuditEntry, Device as DeviceRow, Role
-from tracker.models import utcnow
+from sync.centre.tokens import revoke
+from tracker.models import AuditEntry, Role, utcnow
+from tracker.models import Device as DeviceRow
 
 
 def test_hello_names_protocols_schema_and_limits(device):

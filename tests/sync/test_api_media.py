@@ -8,12 +8,12 @@ from urllib.parse import urlsplit
 
 import pytest
 from sqlmodel import select
-
-from api_support import Device, serve, verdicts
-from sync import media as media_sync
-from sync_support import capture, count
 from test_media import tagged_jpeg
 from test_storage_s3 import s3_endpoint  # noqa: F401 - the moto server fixture, started once for the run
+
+from api_support import Device, serve, verdicts
+from sync.centre import media as media_sync
+from sync_support import capture, count
 from tracker import media as pipeline
 from tracker.models import Attachment, Blob, BlobRendition, Evidence, EvidenceVersion, Upload
 

@@ -13,7 +13,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from api_support import Device
-from tracker import openapi
+from tracker.web import openapi
 
 BACKENDS = ("sqlite",)  # the fuzz checks the HTTP layer; the database paths run on both engines elsewhere
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]

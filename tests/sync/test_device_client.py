@@ -6,9 +6,9 @@ import pytest
 from sqlmodel import Session, func, select
 
 from device_support import Faulty, json_answer, nothing_to_do, rows_of
-from sync import pull
-from sync.client import apply_page
 from support.factories import TODAY
+from sync.centre import pull
+from sync.device.client import apply_page
 from tracker.audit import Actor
 from tracker.models import (
     AssessorQualification,
@@ -274,8 +274,8 @@ def test_resync_required_rebuilds_and_requeues_what_the_centre_lost(tablet, fiel
 
 
 def test_backoff_grows_with_failures_with_jitter_and_resets_on_success():
-    from sync.client import Report
-    from sync.device import Syncer
+    from sync.device.client import Report
+    from sync.device.field import Syncer
 
     answers = [Report(error="unreachable")] * 4 + [Report()]
     syncer = Syncer(lambda: type("C", (), {"sync": lambda self: answers.pop(0)})(), interval=60, max_backoff=900)
@@ -294,7 +294,7 @@ def test_the_background_thread_syncs_without_new_local_writes(tablet, field, fac
     """G18: queued work goes out on the timer once the centre is reachable, with nothing new recorded."""
     import time
 
-    from sync.device import Syncer
+    from sync.device.field import Syncer
 
     evidence_id = capture(tablet, field, factory)
     network = Faulty(tablet.centre)
@@ -364,7 +364,7 @@ def bad_proxy():
 
 @pytest.mark.parametrize("mode", ["html", "504", "cut"])
 def test_the_http_transport_counts_no_bad_answer_as_success(tablet, field, factory, bad_proxy, mode):
-    from sync.client import HttpTransport
+    from sync.device.client import HttpTransport
 
     handler, url = bad_proxy
     handler.mode = mode

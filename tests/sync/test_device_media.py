@@ -18,8 +18,8 @@ from api_support import SpoilingProxy
 from device_support import PASSWORD
 from support.processes import child_env
 from support.web import form_token
-from sync.client import Client, HttpTransport
-from sync.device import database_engine, enrol, load_token
+from sync.device.client import Client, HttpTransport
+from sync.device.field import database_engine, enrol, load_token
 from tracker import media
 from tracker.models import BlobRendition, Candidate, CandidateAssignment, Role, SyncState, User
 from tracker.services import people

@@ -2,8 +2,8 @@
 import pytest
 from sqlmodel import Session, select
 
-from sync import outbox
 from support.factories import TODAY
+from sync.device import outbox
 from tracker.audit import Actor
 from tracker.errors import Refusal
 from tracker.models import Evidence, EvidenceVersion, OutboxItem, User

@@ -124,7 +124,7 @@ def sync(world) -> subprocess.CompletedProcess:
 
 
 def device_engine(world):
-    from sync.device import database_engine
+    from sync.device.field import database_engine
 
     return database_engine(f"sqlite:///{world.device / 'tracker.db'}")
 

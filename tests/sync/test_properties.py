@@ -12,9 +12,9 @@ from PIL import Image
 from sqlmodel import Session, func, select
 
 from device_support import Faulty, FlaskTransport, enrol_over
-from sync.client import Client
-from sync.device import database_engine
 from support.factories import TODAY
+from sync.device.client import Client
+from sync.device.field import database_engine
 from tracker import media
 from tracker.audit import Actor
 from tracker.db import transaction, upgrade

@@ -5,7 +5,7 @@ import uuid
 import pytest
 from sqlmodel import select
 
-import sync.push
+import sync.centre.push
 from sync_support import capture, count, evidence_id, item, push, verdicts
 from tracker import audit
 from tracker.models import (
@@ -28,7 +28,7 @@ GOOD_DAYS = range_key("Person-centred tools", "good days and bad days")  # a ran
 
 def _one_by_one(monkeypatch) -> None:
     """Apply every item on its own, as the centre did before runs were written together."""
-    monkeypatch.setattr(sync.push._Run, "takes", lambda self, index, item, expected: False)
+    monkeypatch.setattr(sync.centre.push._Run, "takes", lambda self, index, item, expected: False)
 
 
 def _payloads(factory, field) -> list[dict]:  # noqa: ANN001
@@ -84,8 +84,8 @@ def test_captures_written_together_are_stored_as_when_applied_one_by_one(field, 
     """Every row, signature, file link, audit entry and receipt matches the one-at-a-time path's, and the audit
     chain stays whole."""
     payloads, runs = _payloads(factory, field), []
-    real = sync.push.evidence.write_captures
-    monkeypatch.setattr(sync.push.evidence, "write_captures", lambda s, a, c: runs.append(len(c)) or real(s, a, c))
+    real = sync.centre.push.evidence.write_captures
+    monkeypatch.setattr(sync.centre.push.evidence, "write_captures", lambda s, a, c: runs.append(len(c)) or real(s, a, c))
     together = _items(payloads, 1)
     assert verdicts(push(session, field.device, field.assessor, together)) == ["applied"] * len(payloads)
     assert runs == [len(payloads)]  # one write for the whole run

@@ -4,7 +4,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, create_engine
 
-import sync.push
+import sync.centre.push
 from sync_support import capture, count, evidence_id, item, push, snapshot, verdicts
 from tracker.models import AuditEntry, Device, Evidence, SyncReceipt, User, new_id
 
@@ -67,20 +67,20 @@ def test_non_list_push_is_refused_plainly(field, session):
 
 def _failing_together(monkeypatch, error: Exception) -> None:
     """Make every write of a run of captures fail after writing everything, as a dropped connection would."""
-    real = sync.push.evidence.write_captures
+    real = sync.centre.push.evidence.write_captures
 
     def write_then_fail(session, actor, captures):  # noqa: ANN001
         real(session, actor, captures)
         raise error
 
-    monkeypatch.setattr(sync.push.evidence, "write_captures", write_then_fail)
+    monkeypatch.setattr(sync.centre.push.evidence, "write_captures", write_then_fail)
 
 
 def _failing_once(monkeypatch, error: Exception) -> None:
     """Make the first capture applied on its own write everything and then fail, as a dropped connection or a bug
     would (the run written together fails too, so each capture is applied on its own)."""
     _failing_together(monkeypatch, error)
-    real, calls = sync.push.KINDS[CAPTURE], []
+    real, calls = sync.centre.push.KINDS[CAPTURE], []
 
     def capture_then_fail(session, actor, payload):  # noqa: ANN001
         result = real(session, actor, payload)
@@ -89,7 +89,7 @@ def _failing_once(monkeypatch, error: Exception) -> None:
             raise error
         return result
 
-    monkeypatch.setitem(sync.push.KINDS, CAPTURE, capture_then_fail)
+    monkeypatch.setitem(sync.centre.push.KINDS, CAPTURE, capture_then_fail)
 
 
 @pytest.mark.parametrize("error", [

@@ -5,7 +5,7 @@ import uuid
 
 import pytest
 
-from sync import media, pull
+from sync.centre import media, pull
 from sync_support import capture, evidence_id, push
 from tracker.audit import Actor
 from tracker.errors import NotPermitted, Refusal

@@ -81,7 +81,7 @@ def test_race_on_the_unique_key_becomes_duplicate(backend, field, session, facto
     results, errors = [], []
     second = threading.Thread(target=_push_in_thread, args=(engine, other.id, field.assessor.id, batch, results,
                                                             errors))
-    with caplog.at_level(logging.INFO, logger="sync.push"):
+    with caplog.at_level(logging.INFO, logger="sync.centre.push"):
         second.start()
         _wait_until_blocked(engine, backend)
         session.commit()
@@ -97,7 +97,7 @@ def test_race_on_the_unique_key_becomes_duplicate(backend, field, session, facto
 PUSHER = """
 import json, pathlib, sys, time, uuid
 from sqlmodel import Session
-from sync.push import apply_batch
+from sync.centre.push import apply_batch
 from tracker.db import make_engine
 from tracker.models import Device, User
 from support.factories import TODAY

@@ -7,7 +7,7 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from sync import PROTOCOL_VERSION, SCHEMA_VERSION
-from sync.tokens import TokenRefused, authenticate, issue_token, revoke
+from sync.centre.tokens import TokenRefused, authenticate, issue_token, revoke
 from sync_support import NOW, capture, push
 from tracker.errors import InvalidInput, NotFound, NotPermitted
 from tracker.models import AuditEntry, Device, new_id

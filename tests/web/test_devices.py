@@ -8,7 +8,7 @@ from sqlalchemy import event
 from sqlmodel import select
 
 from support.web import form_token
-from sync.tokens import authenticate, issue_token
+from sync.centre.tokens import authenticate, issue_token
 from tracker.errors import Refusal
 from tracker.models import AuditEntry, Device, utcnow
 

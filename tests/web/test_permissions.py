@@ -454,7 +454,7 @@ def field_device(centre: Centre, factory, session) -> None:
     """Give assessor A a signed-in field device to withdraw."""
     from datetime import timedelta as days
 
-    from sync.tokens import issue_token
+    from sync.centre.tokens import issue_token
 
     issue_token(session, centre.people["assessor_a"], DEVICE_ID, "Ann's tablet", 1, "0004", days(days=90))
     session.commit()
@@ -521,14 +521,14 @@ CASES = [pytest.param(route, role, id=f"{route.id}-{role}") for route in ROUTES 
 # token scoping in tests/sync/test_api_*.py (enrolment by role, revoked and expired tokens, another assessor's
 # candidates and files).
 API_ROUTES = {  # endpoint, method: path, and the status any browser session gets
-    ("syncing.openapi_document", "GET"): ("/api/openapi.json", 200),
-    ("syncing.hello", "GET"): ("/api/v1/hello", 200),
-    ("syncing.enrol", "POST"): ("/api/v1/devices", 400),
-    ("syncing.push", "POST"): ("/api/v1/push", 401),
-    ("syncing.pull", "GET"): ("/api/v1/pull", 401),
-    ("syncing.upload_state", "GET"): ("/api/v1/uploads/" + "a" * 64, 401),
-    ("syncing.upload_part", "PUT"): ("/api/v1/uploads/" + "a" * 64 + "?size=1&offset=0", 401),
-    ("syncing.media", "GET"): ("/api/v1/media/" + "a" * 64, 401),
+    ("api.openapi_document", "GET"): ("/api/openapi.json", 200),
+    ("api.hello", "GET"): ("/api/v1/hello", 200),
+    ("api.enrol", "POST"): ("/api/v1/devices", 400),
+    ("api.push", "POST"): ("/api/v1/push", 401),
+    ("api.pull", "GET"): ("/api/v1/pull", 401),
+    ("api.upload_state", "GET"): ("/api/v1/uploads/" + "a" * 64, 401),
+    ("api.upload_part", "PUT"): ("/api/v1/uploads/" + "a" * 64 + "?size=1&offset=0", 401),
+    ("api.media", "GET"): ("/api/v1/media/" + "a" * 64, 401),
 }
 
 

@@ -3,21 +3,35 @@ import time
 
 from flask import Flask, g, render_template, request
 from flask.sessions import SecureCookieSessionInterface
-from flask_htmx import HTMX
 from flask_limiter import Limiter
 from flask_limiter.util import get_remote_address
-from flask_login import LoginManager
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 
-from .errors import Refusal
+from ..errors import Refusal
+from ..readcache import ReadCache
+from ..storage import storage_from_config
+from . import (
+    admin,
+    api,
+    assessment,
+    auth,
+    caseload,
+    devices,
+    evidence,
+    files,
+    grants,
+    home,
+    inspection,
+    portfolio,
+    quality,
+    transfers,
+)
+from .extensions import csrf, htmx, login_manager
 
-csrf = CSRFProtect()
-htmx = HTMX()
-login_manager = LoginManager()
 # Guessing passwords is slowed where a password is given: endpoint -> (limits, methods, message).
 RATE_LIMITS = {
     "auth.login": ("10 per minute;50 per hour", ["POST"], "Too many sign-in attempts. Wait a minute, then try again."),
-    "syncing.enrol": ("10 per minute;50 per hour", None,
+    "api.enrol": ("10 per minute;50 per hour", None,
                       "Too many sign-in attempts from here. Wait a minute, then try again."),
 }
 
@@ -46,15 +60,10 @@ def init_app(app: Flask) -> None:
     app.context_processor(lambda: {"url_rules": _endpoints(app)})
     app.register_error_handler(Refusal, _refused)
     app.register_error_handler(CSRFError, _csrf_failed)
-    from . import (admin, assessment, auth, caseload, devices, evidence, files, grants, home, inspection, portfolio,
-                   quality, syncing, transfers)
-    from .readcache import ReadCache
-    from .storage import storage_from_config
-
     app.extensions["storage"] = storage_from_config(app.config, app.instance_path)
     app.extensions["read_cache"] = ReadCache(app.config.get("READ_CACHE_SIZE", 512))
     for module in (auth, home, caseload, portfolio, evidence, assessment, files, admin, quality, grants, inspection,
-                   transfers, devices, syncing):
+                   transfers, devices, api):
         app.register_blueprint(module.bp)
     _rate_limits(app)
     # One app-wide check holds every EQA request to its grant, including blueprints added later.

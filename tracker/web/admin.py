@@ -8,13 +8,10 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 from sqlmodel import Session, col, select
 
-from . import access, rules
-from .auth import actor, me
-from .db import get_session
-from .errors import InvalidInput, NotFound, Refusal
-from .services import quality
-from .forms import Form, form_from
-from .models import (
+from .. import access, rules
+from ..db import get_session
+from ..errors import InvalidInput, NotFound, Refusal
+from ..models import (
     Candidate,
     CandidateAssignment,
     IqaQualification,
@@ -26,8 +23,11 @@ from .models import (
     Unit,
     User,
 )
-from .services import people as service
-from .web import htmx
+from ..services import people as service
+from ..services import quality
+from .auth import actor, me
+from .extensions import htmx
+from .forms import Form, form_from
 
 bp = Blueprint("admin", __name__, url_prefix="/admin")
 

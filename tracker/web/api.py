@@ -9,20 +9,21 @@ from sqlmodel import col, select
 from werkzeug.exceptions import ClientDisconnected, HTTPException
 
 from sync import PROTOCOL_VERSION, SCHEMA_VERSION
-from sync import media as media_sync
-from sync import pull as pull_sync
-from sync.push import apply_batch
-from sync.tokens import authenticate, issue_token
+from sync.centre import media as media_sync
+from sync.centre import pull as pull_sync
+from sync.centre.push import apply_batch
+from sync.centre.tokens import authenticate, issue_token
 
-from . import clock, openapi
-from .audit import Actor
-from .db import get_session
-from .errors import InvalidInput, Refusal
-from .models import Attachment, Blob, Evidence, EvidenceVersion, Role, Signature, utcnow
-from .services import people
-from .web import csrf
+from .. import clock
+from ..audit import Actor
+from ..db import get_session
+from ..errors import InvalidInput, Refusal
+from ..models import Attachment, Blob, Evidence, EvidenceVersion, Role, Signature, utcnow
+from ..services import people
+from . import openapi
+from .extensions import csrf
 
-bp = Blueprint("syncing", __name__, url_prefix="/api")
+bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # the API authenticates with bearer tokens, never with cookies
 
 PROTOCOLS = [PROTOCOL_VERSION]

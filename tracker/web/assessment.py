@@ -2,13 +2,13 @@
 from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from . import access
+from .. import access
+from ..db import get_session
+from ..errors import Refusal
+from ..models import Role
+from ..services import assessment, portfolio
 from .auth import actor, me
-from .db import get_session
-from .errors import Refusal
 from .forms import form_from
-from .models import Role
-from .services import assessment, portfolio
 
 bp = Blueprint("assessment", __name__)
 

@@ -7,11 +7,11 @@ from flask_htmx.responses import HTMXResponseClientRedirect
 from flask_login import current_user, login_required, login_user, logout_user
 from sqlalchemy.orm import joinedload
 
-from .audit import Actor
-from .db import get_session
-from .models import User
-from .services import people
-from .web import htmx, login_manager
+from ..audit import Actor
+from ..db import get_session
+from ..models import User
+from ..services import people
+from .extensions import htmx, login_manager
 
 bp = Blueprint("auth", __name__, url_prefix="/auth")
 login_manager.login_view = "auth.login"

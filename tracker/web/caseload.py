@@ -3,10 +3,10 @@
 from flask import Blueprint, current_app, render_template
 from flask_login import login_required
 
-from . import clock, readcache
+from .. import clock, readcache
+from ..db import get_session
+from ..services import portfolio
 from .auth import me
-from .db import get_session
-from .services import portfolio
 
 bp = Blueprint("caseload", __name__, url_prefix="/caseload")
 

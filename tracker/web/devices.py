@@ -5,15 +5,15 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 from sqlmodel import col, select
 
-from sync.tokens import revoke as revoke_token
+from sync.centre.tokens import revoke as revoke_token
 
-from . import access
+from .. import access
+from ..db import get_session
+from ..errors import NotFound, Refusal
+from ..models import Device, Role, User
 from .auth import actor, me
-from .db import get_session
-from .errors import NotFound, Refusal
+from .extensions import htmx
 from .forms import Form, form_from
-from .models import Device, Role, User
-from .web import htmx
 
 bp = Blueprint("devices", __name__, url_prefix="/admin/devices")
 

@@ -8,16 +8,15 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_login import login_required
 from sqlmodel import Session, col, select
 
-from . import access, media, readcache
+from .. import access, media, readcache
+from ..db import get_session
+from ..errors import InvalidInput, NotFound, NotPermitted, Refusal
+from ..models import Blob, Evidence, EvidenceReview, EvidenceVersion, Method, RangeItem, Role, Status, User, new_id
+from ..services import evidence as service
+from ..services.assessment import criteria_of
 from .auth import actor, me
-from .db import get_session
-from .errors import InvalidInput, NotFound, NotPermitted, Refusal
+from .extensions import htmx
 from .forms import Form, form_from
-from .models import (Blob, Evidence, EvidenceReview, EvidenceVersion, Method, RangeItem, Role, Status, User,
-                     new_id)
-from .services import evidence as service
-from .services.assessment import criteria_of
-from .web import htmx
 
 bp = Blueprint("evidence", __name__)
 

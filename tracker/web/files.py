@@ -4,13 +4,13 @@ from typing import BinaryIO
 from flask import Blueprint, Response, current_app, request, send_file
 from flask_login import login_required
 
-from . import access
+from .. import access
+from ..db import get_session
+from ..errors import NotFound, Refusal
+from ..models import Blob
+from ..services import evidence as evidence_service
+from ..storage import Storage
 from .auth import me
-from .db import get_session
-from .errors import NotFound, Refusal
-from .models import Blob
-from .storage import Storage
-from .services import evidence as evidence_service
 
 bp = Blueprint("files", __name__, url_prefix="/files")
 INLINE = ("image/jpeg", "image/png", "image/webp", "application/pdf", "audio/", "video/")
@@ -66,6 +66,6 @@ def _open(storage: Storage, sha256: str) -> BinaryIO:
 
 def _derived(blob: Blob, size: str) -> str:
     """Return the hash of a derived image size, falling back to the original."""
-    from . import media
+    from .. import media
 
     return media.derived_sha256(get_session(), blob.sha256, size) or blob.sha256

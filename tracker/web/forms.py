@@ -4,7 +4,7 @@ from typing import Any
 
 from werkzeug.datastructures import MultiDict
 
-from .errors import Refusal
+from ..errors import Refusal
 
 
 @dataclass

@@ -6,14 +6,14 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 from sqlmodel import select
 
-from . import access
+from .. import access
+from ..clock import now
+from ..db import get_session
+from ..errors import InvalidInput, Refusal
+from ..models import Candidate, Role, RoleGrant, User
+from ..services import eqa
 from .auth import actor, me
-from .clock import now
-from .db import get_session
-from .errors import InvalidInput, Refusal
 from .forms import Form, form_from
-from .models import Candidate, Role, RoleGrant, User
-from .services import eqa
 
 bp = Blueprint("grants", __name__, url_prefix="/admin/eqa-access")
 FIELDS = ("eqa_id", "candidate_ids", "starts_at", "ends_at", "reason")

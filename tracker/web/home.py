@@ -3,10 +3,10 @@ from flask import Blueprint, render_template
 from flask_login import login_required
 from sqlmodel import select
 
+from ..db import get_session
+from ..models import Candidate
+from ..services import portfolio
 from .auth import me
-from .db import get_session
-from .models import Candidate
-from .services import portfolio
 
 bp = Blueprint("home", __name__)
 

@@ -7,19 +7,18 @@ from flask_login import current_user, login_required
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from . import access
-from .audit import record
-from .audit import verify as verify_chain
-from .auth import actor, me
-from .clock import now
-from .db import get_session
-from .errors import NotPermitted
-from .models import (
+from .. import access
+from ..audit import record
+from ..audit import verify as verify_chain
+from ..clock import now
+from ..db import get_session
+from ..errors import NotPermitted
+from ..models import (
     AssessorQualification,
     AuditEntry,
     Candidate,
-    CriterionDecision,
     Criterion,
+    CriterionDecision,
     Evidence,
     ExpertWitnessApproval,
     IqaQualification,
@@ -30,7 +29,8 @@ from .models import (
     UnitSignOff,
     User,
 )
-from .services import eqa
+from ..services import eqa
+from .auth import actor, me
 
 bp = Blueprint("inspection", __name__, url_prefix="/inspection")
 PAGE_SIZE = 50
@@ -44,7 +44,7 @@ def guard():  # noqa: ANN201
     """Hold every EQA request to the grant: read-only, refused once access ended, and every page logged."""
     endpoint = request.endpoint or ""
     # The device API authenticates its bearer token, never the browser session, so a session is no one there.
-    if not endpoint or endpoint.startswith(OPEN_TO_EQA) or request.blueprint == "syncing" \
+    if not endpoint or endpoint.startswith(OPEN_TO_EQA) or request.blueprint == "api" \
             or not current_user.is_authenticated:
         return None
     user = me()

@@ -5,14 +5,14 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from flask_login import login_required
 from sqlmodel import select
 
-from . import access
+from .. import access
+from ..db import get_session
+from ..errors import NotFound, Refusal
+from ..models import Candidate, Role
+from ..services import assessment, people, portfolio
+from ..services import pack as packs
 from .auth import actor, me
-from .db import get_session
-from .errors import NotFound, Refusal
-from .models import Candidate, Role
-from .services import assessment, people, portfolio
-from .services import pack as packs
-from .web import htmx
+from .extensions import htmx
 
 bp = Blueprint("portfolio", __name__)
 

@@ -8,14 +8,14 @@ from flask import Blueprint, Response, flash, redirect, render_template, request
 from flask_login import login_required
 from sqlmodel import select
 
-from . import access, clock
+from .. import access, clock
+from ..db import get_session
+from ..errors import NotFound, Refusal
+from ..models import Role, Sample, SampleItem, SamplingStrategy
+from ..services import quality
 from .auth import actor, me
-from .db import get_session
-from .errors import NotFound, Refusal
+from .extensions import htmx
 from .forms import form_from
-from .models import Role, Sample, SampleItem, SamplingStrategy
-from .services import quality
-from .web import htmx
 
 bp = Blueprint("quality", __name__, url_prefix="/quality")
 READERS = (Role.IQA, Role.EQA)

@@ -5,15 +5,15 @@ from flask import Blueprint, Flask, abort, current_app, flash, redirect, render_
 from flask_login import login_required
 from sqlmodel import Session
 
-from sync import downloads, outbox
-from sync.client import Client, HttpTransport
-from sync.device import Syncer, load_token, unsent
+from sync.device import downloads, outbox
+from sync.device.client import Client, HttpTransport
+from sync.device.field import Syncer, load_token, unsent
 
-from .audit import record
+from ..audit import record
+from ..db import get_session
+from ..models import OutboxItem, SyncState
 from .auth import actor
-from .db import get_session
-from .models import OutboxItem, SyncState
-from .web import htmx
+from .extensions import htmx
 
 bp = Blueprint("syncing_device", __name__, url_prefix="/sync")
 
@@ -29,7 +29,9 @@ DEFAULT_ADVICE = "Read the reason, correct the evidence on this device and recor
 
 
 def init_app(app: Flask) -> None:
-    """Register the Sync page, the status on every page, and start background sync."""
+    """Queue the device's changes for the centre, register the Sync page and the status on every page, and start
+    background sync."""
+    outbox.install(app.extensions["engine"])
     app.register_blueprint(bp)
     app.context_processor(_status)
     app.extensions["syncer"] = syncer = Syncer(lambda: make_client(app),

@@ -4,13 +4,13 @@ import tempfile
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 
-from . import access
+from .. import access
+from ..db import get_session
+from ..errors import InvalidInput, Refusal
+from ..models import Role
+from ..services import pack
 from .auth import actor, me
-from .db import get_session
-from .errors import InvalidInput, Refusal
 from .forms import form_from
-from .models import Role
-from .services import pack
 
 bp = Blueprint("transfers", __name__, url_prefix="/admin/packs")
 
