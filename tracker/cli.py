@@ -397,10 +397,13 @@ def sync_command(ctx: Context) -> None:
                f"pulled rows: {report.pulled_rows}; files downloaded: {report.files_downloaded}.")
     if report.files_note:
         click.echo(report.files_note)
-    for parked in report.parked:
-        click.echo(f"Needs attention: {parked}")
+    if report.sent_again:
+        click.echo(f"Sent again: {report.sent_again} item(s) the centre no longer had (it may have been restored "
+                   "from a backup).")
+    for line in report.lines():
+        click.echo(line)
     if report.error:
         click.echo(f"Not finished: {report.error}", err=True)
+    click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
-    click.echo("Everything is accepted by the centre.")

@@ -184,7 +184,7 @@ def test_withdrawn_eligibility_is_refused_and_shown_on_the_device(world, session
     world.centre.start()
     result = sync(world)
     assert result.returncode == 1 and "observer_not_eligible" not in result.stderr
-    assert "Needs attention" in result.stdout
+    assert "Refused by the centre" in result.stdout
     app = device_app(world.device)
     client = app.test_client()
     token = form_token(text(client.get("/auth/login")))
