@@ -165,6 +165,9 @@ def _parse(raw: Any) -> _Item | Verdict:
     """Read an item's envelope, or answer it as refused."""
     try:
         item = validate(_ItemIn, raw)
+        if _unstorable(item.payload):
+            # Refused before the database sees it, so SQLite and PostgreSQL give the same answer (G25).
+            return Verdict(item.item_id, item.seq, REFUSED, "unstorable", UNSTORABLE)
         digest = content_hash({"kind": item.kind, "payload": item.payload})
     except Refusal as refusal:
         return Verdict(_raw_id(raw), _raw_seq(raw), REFUSED, refusal.code, refusal.message)
@@ -288,6 +291,11 @@ def _receipt(device: Device, item: _Item, verdict: Verdict) -> dict[str, Any]:
 # --- One item ----------------------------------------------------------------------------------------------
 
 
+UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = ("The centre cannot store this item's content (it holds characters or values its database refuses). "
+              "Correct it on the device and save it again.")
+
+
 def _answer(session: Session, device: Device, actor: Actor, item: _Item) -> Verdict:
     """Answer one item, all or nothing; content the database cannot store is refused for good (G25)."""
     try:
@@ -297,10 +305,7 @@ def _answer(session: Session, device: Device, actor: Actor, item: _Item) -> Verd
     except DataError:
         log.warning("push item %s from device %s holds content the database cannot store", item.item_id,
                     actor.device_id, exc_info=True)
-        return _keep_answer(session, device, item, _verdict(
-            item, REFUSED, "unstorable", "The centre cannot store this item's content (it holds characters or "
-                                         "values its database refuses). Correct it on the device and save it "
-                                         "again."))
+        return _keep_answer(session, device, item, _verdict(item, REFUSED, "unstorable", UNSTORABLE))
     except Exception:
         log.exception("push item %s (seq %s) from device %s failed", item.item_id, item.seq, actor.device_id)
         return _server_error(item)
@@ -327,6 +332,17 @@ def _process(session: Session, device: Device, actor: Actor, item: _Item) -> Ver
         # Not kept: only this item waits, for what it names; the device sends that again if it had gone (G12).
         return waiting
     return _apply(session, device, actor, item)
+
+
+def _unstorable(value: Any) -> bool:
+    """Say whether any text in a payload holds a NUL or a lone surrogate, which no database here can store."""
+    if isinstance(value, str):
+        return UNSTORABLE_TEXT.search(value) is not None
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False
 
 
 def _seq_used(session: Session, device: Device, item: _Item) -> bool:

@@ -22,7 +22,7 @@ def acknowledged(session: Session, device: Device) -> dict[str, object]:
     return acknowledged_digest(ids)
 
 
-def missing(session: Session, item_ids: object) -> list[str]:
+def missing(session: Session, device: Device, item_ids: object) -> list[str]:
     """Return, of the ids a device holds answers for, those the centre keeps no receipt of."""
     if not isinstance(item_ids, list) or len(item_ids) > MAX_CHECKED:
         raise InvalidInput(f"Send the acknowledged item ids as a list of at most {MAX_CHECKED}.", field="item_ids")
@@ -34,5 +34,6 @@ def missing(session: Session, item_ids: object) -> list[str]:
     chunk = sorted(wanted)
     for start in range(0, len(chunk), 1000):  # stay within every database's limit on bound parameters
         part = chunk[start:start + 1000]
-        kept.update(session.exec(select(SyncReceipt.item_id).where(col(SyncReceipt.item_id).in_(part))))
+        kept.update(session.exec(select(SyncReceipt.item_id).where(SyncReceipt.device_id == device.id,
+                                                                   col(SyncReceipt.item_id).in_(part))))
     return sorted(str(i) for i in wanted - kept)

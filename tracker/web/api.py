@@ -203,7 +203,7 @@ def pull() -> Response:
 def receipts_check() -> Response:
     """Name the items, of those a device holds answers for, that the centre no longer keeps (G21)."""
     session = get_session()
-    lost = receipts.missing(session, _json_body().get("item_ids"))
+    lost = receipts.missing(session, g.device, _json_body().get("item_ids"))
     session.commit()
     return jsonify({"missing": lost})
 
