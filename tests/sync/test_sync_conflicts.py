@@ -6,6 +6,7 @@ import pytest
 from sqlmodel import select
 
 from support.factories import NOW, TODAY
+from support.web import form_token
 from sync import acknowledged_digest
 from sync.centre import receipts
 from sync_support import capture, content, count, evidence_id, item, push, register, revise
@@ -89,15 +90,22 @@ def test_a_forged_resolution_is_refused_and_changes_nothing(field, session, fact
     assert session.exec(select(SyncConflict)).one().resolved_at is None
 
 
-def test_the_centre_lists_open_conflicts_to_the_assessor_and_the_administrator(field, session, factory, client,
-                                                                               sign_in):
+def _signed_in(app, person):
+    """A fresh browser with one person signed in through the real form."""
+    browser = app.test_client()
+    token = form_token(browser.get("/auth/login").get_data(as_text=True))
+    assert browser.post("/auth/login", data={"email": person.email, "password": "correct horse battery",
+                                             "csrf_token": token}).status_code == 302
+    return browser
+
+
+def test_the_centre_lists_open_conflicts_to_the_assessor_and_the_administrator(field, session, factory, app):
     """The list and the detail page show both versions; another assessor sees none of them."""
     _first, theirs, _ = _clash(session, factory, field)
     admin, other = factory.user(Role.ADMINISTRATOR, name="Ada Admin"), factory.assessor(name="Other Assessor")
     session.commit()
     for person, sees in ((field.assessor, True), (admin, True), (other, False)):
-        client.get("/auth/logout")
-        sign_in(person)
+        client = _signed_in(app, person)
         page = client.get("/conflicts/").get_data(as_text=True)
         assert ("From the second." in page) is sees
         detail = client.get(f"/conflicts/{theirs['item_id']}")
@@ -106,6 +114,16 @@ def test_the_centre_lists_open_conflicts_to_the_assessor_and_the_administrator(f
             text = detail.get_data(as_text=True)
             assert "From the first tablet." in text and "From the second." in text and "differs" in text
     assert client.get("/conflicts/not-an-id").status_code == 404
+
+
+def test_home_says_how_many_conflicts_wait(field, session, factory, app):
+    """The assessor's home page points to the open conflict; an IQA's says nothing of it."""
+    _clash(session, factory, field)
+    iqa = factory.user(Role.IQA, name="Ida Iqa")
+    session.commit()
+    home = _signed_in(app, field.assessor).get("/").get_data(as_text=True)
+    assert "1 change from field devices ran into a newer version" in home
+    assert "Sync conflicts" not in _signed_in(app, iqa).get("/").get_data(as_text=True)
 
 
 def test_a_settled_conflict_leaves_the_list(field, session, factory, client, sign_in):

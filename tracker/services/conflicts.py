@@ -4,7 +4,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from ..errors import NotFound, NotPermitted
 from ..models import Candidate, Device, EvidenceVersion, Role, SyncConflict, User
@@ -39,6 +39,16 @@ def open_conflicts(session: Session, viewer: User) -> list[Shown]:
     if not _may_see_all(viewer):
         query = query.where(SyncConflict.user_id == viewer.id)
     return _shown(session, list(session.exec(query)))
+
+
+def open_count(session: Session, viewer: User) -> int:
+    """Return how many open conflicts a person would see (none for roles that see none)."""
+    if not (_may_see_all(viewer) or viewer.role_names & {Role.ASSESSOR, Role.EXPERT_WITNESS}):
+        return 0
+    query = select(func.count()).select_from(SyncConflict).where(col(SyncConflict.resolved_at).is_(None))
+    if not _may_see_all(viewer):
+        query = query.where(SyncConflict.user_id == viewer.id)
+    return session.exec(query).one()
 
 
 def get(session: Session, viewer: User, item_id: object) -> Shown:
