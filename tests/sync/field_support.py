@@ -51,9 +51,12 @@ class CentreProcess:
         self.url, self.process = f"http://127.0.0.1:{self.port}", None
 
     def start(self) -> None:
-        self.process = subprocess.Popen(tracker("serve", "--port", str(self.port), instance=self.instance,
-                                                database_url=self.database_url), env=env(),
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        # Its log goes to a file: a pipe nobody reads fills up, and then the centre stops answering.
+        self.log = self.instance.parent / f"centre-{self.port}.log"
+        with self.log.open("ab") as log:
+            self.process = subprocess.Popen(tracker("serve", "--port", str(self.port), instance=self.instance,
+                                                    database_url=self.database_url), env=env(),
+                                            stdout=subprocess.DEVNULL, stderr=log)
         for _ in range(200):
             try:
                 requests.get(self.url + "/auth/login", timeout=1)
@@ -61,11 +64,12 @@ class CentreProcess:
             except requests.ConnectionError:
                 time.sleep(0.1)
         self.process.kill()
-        raise AssertionError(self.process.communicate()[1].decode())
+        self.process.wait(timeout=20)
+        raise AssertionError(self.log.read_text(errors="replace"))
 
     def stop(self) -> None:
         self.process.terminate()
-        self.process.communicate(timeout=20)
+        self.process.wait(timeout=20)
 
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
