@@ -57,12 +57,13 @@ class CentreProcess:
             self.process = subprocess.Popen(tracker("serve", "--port", str(self.port), instance=self.instance,
                                                     database_url=self.database_url), env=env(),
                                             stdout=subprocess.DEVNULL, stderr=log)
-        for _ in range(200):
+        deadline = time.monotonic() + 120  # a loaded machine can take long to import and start a server
+        while time.monotonic() < deadline and self.process.poll() is None:
             try:
-                requests.get(self.url + "/auth/login", timeout=1)
+                requests.get(self.url + "/auth/login", timeout=5)
                 return
-            except requests.ConnectionError:
-                time.sleep(0.1)
+            except requests.RequestException:
+                time.sleep(0.2)
         self.process.kill()
         self.process.wait(timeout=20)
         raise AssertionError(self.log.read_text(errors="replace"))

@@ -319,21 +319,17 @@ def test_two_devices_revising_the_same_evidence_keep_both_until_a_person_decides
 # --- 19. An item the centre cannot store ----------------------------------------------------------------
 
 
-def test_an_item_the_centre_cannot_store_is_refused_and_the_rest_applied(world, session, factory, backend):
+def test_an_item_the_centre_cannot_store_is_refused_and_the_rest_applied(world, session, factory):
+    """Test 19: a NUL in pushed text is refused as unstorable on either database; the items behind it apply."""
     poison = capture_on_device(world, factory, title="Holds a NUL", narrative="Mrs B said \x00 and smiled.")
     behind = [capture_on_device(world, factory, title=f"Behind it {n}") for n in range(2)]
     result = sync(world)
     fresh(session)
     assert [stored(session, e) for e in behind] == [1, 1]
     items = {i.evidence_id: i for i in device_items(world)}
-    if backend == "postgresql":
-        assert result.returncode == 1 and "1 refused" in result.stdout
-        assert items[poison].state == "parked" and items[poison].code == "unstorable"
-        assert stored(session, poison) == 0
-    else:  # SQLite stores the character as it is
-        assert result.returncode == 0, result.stdout
-        assert session.exec(select(EvidenceVersion.narrative).where(
-            EvidenceVersion.evidence_id == poison)).one() == "Mrs B said \x00 and smiled."
+    assert result.returncode == 1 and "1 refused" in result.stdout
+    assert items[poison].state == "parked" and items[poison].code == "unstorable"
+    assert stored(session, poison) == 0
     assert all(items[e].state == "sent" for e in behind)
 
 
