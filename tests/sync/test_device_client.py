@@ -149,6 +149,31 @@ def test_a_sync_with_nothing_to_do_is_one_pull(tablet):
     assert report.ok and tablet.centre.requests == [("GET", "/api/v1/pull")]
 
 
+class SmallCentre:
+    """A centre that takes at most ``limit`` items per push, as an older centre does, and counts what it is sent."""
+
+    def __init__(self, inner, limit: int):  # noqa: ANN001
+        self.inner, self.limit, self.sizes = inner, limit, []
+
+    def __call__(self, method: str, path: str, **kw):  # noqa: ANN204
+        """Refuse a push of more than the limit as the centre's API does; pass anything else on."""
+        if path == "/api/v1/push":
+            self.sizes.append(len(json.loads(kw["body"])["items"]))
+            if self.sizes[-1] > self.limit:
+                return json_answer(413, {"error": "batch_too_large", "message": "Send at most 2 items at a time.",
+                                         "limit": self.limit})
+        return self.inner(method, path, **kw)
+
+
+def test_a_centre_taking_smaller_batches_gets_every_item_in_its_size(tablet, field, factory, session):
+    ids = [capture(tablet, field, factory) for _ in range(5)]
+    centre = SmallCentre(tablet.centre, 2)
+    assert tablet.client(centre).sync().ok
+    assert centre.sizes == [5, 2, 2, 1]
+    assert [i.state for i in items(tablet)] == ["sent"] * 5
+    assert all(on_centre(session, evidence_id) == 1 for evidence_id in ids)
+
+
 # --- Pull ----------------------------------------------------------------------------------------------------
 
 

@@ -28,7 +28,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # the API authenticates with bearer tokens, never with cookies
 
 PROTOCOLS = [PROTOCOL_VERSION]
-BATCH_ITEMS = 200
+BATCH_ITEMS = 500
 TOKEN_LIFETIME = timedelta(days=90)
 FIELD_ROLES = (Role.ASSESSOR, Role.EXPERT_WITNESS)
 SCHEMA_ID = re.compile(r"^\d{4}$")
