@@ -480,8 +480,8 @@ class Client:
         offset = (clock.aware(centre) - (sent_at + (received_at - sent_at) / 2)).total_seconds()
         with transaction(self.engine) as session:
             state = session.get(SyncState, 1)
-            if state is not None:
-                state.clock_offset = offset
+            if state is not None:  # with this device's time it was learned at, to tell if the clock goes back
+                state.clock_offset, state.last_attempt_at = offset, received_at
                 session.add(state)
 
     def reconcile(self) -> int:
