@@ -255,7 +255,10 @@ class Client:
             state = session.get(SyncState, 1)
             if state is None:
                 return
-            state.last_attempt_at, state.last_error, state.needs = utcnow(), error, needs
+            now = utcnow()
+            if state.last_attempt_at is not None and now < clock.aware(state.last_attempt_at):
+                state.clock_offset = None  # this device's clock has gone back since it was learned: it no longer holds
+            state.last_attempt_at, state.last_error, state.needs = now, error, needs
             if error is None:
                 state.last_success_at = state.last_attempt_at
             if self.report.sent_again:
