@@ -136,10 +136,12 @@ class Centre:
             return
         self.session.commit()
         source, target = (self.path, self.snapshot) if what == "snapshot" else (self.snapshot, self.path)
-        with sqlite3.connect(source) as src, sqlite3.connect(target) as dst:
-            src.backup(dst)
-        src.close()
-        dst.close()
+        src, dst = sqlite3.connect(source), sqlite3.connect(target)
+        try:
+            src.backup(dst)  # SQLite's online backup: one consistent moment, as `tracker backup` takes
+        finally:
+            src.close()
+            dst.close()
         self.session.expire_all()
         self.taken = True
 
