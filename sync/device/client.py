@@ -256,7 +256,10 @@ class Client:
             state = session.get(SyncState, 1)
             if state is None:
                 return
-            state.last_attempt_at, state.last_error, state.needs = utcnow(), error, needs
+            now = utcnow()
+            if state.last_attempt_at is not None and now < clock.aware(state.last_attempt_at):
+                state.clock_offset = None  # this device's clock has gone back since it was learned: it no longer holds
+            state.last_attempt_at, state.last_error, state.needs = now, error, needs
             if error is None:
                 state.last_success_at = state.last_attempt_at
             if self.report.sent_again:
@@ -489,8 +492,8 @@ class Client:
         offset = (clock.aware(centre) - (sent_at + (received_at - sent_at) / 2)).total_seconds()
         with transaction(self.engine) as session:
             state = session.get(SyncState, 1)
-            if state is not None:
-                state.clock_offset = offset
+            if state is not None:  # with this device's time it was learned at, to tell if the clock goes back
+                state.clock_offset, state.last_attempt_at = offset, received_at
                 session.add(state)
 
     def reconcile(self) -> int:

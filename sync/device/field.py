@@ -139,6 +139,11 @@ def centre_days(engine: Engine) -> tuple[date, date]:
         state = session.get(SyncState, 1)
     if state is None or state.clock_offset is None:
         return clock.today(), date.max
+    learned = clock.aware(state.last_attempt_at) if state.last_attempt_at else None
+    if learned is not None and clock.now() < learned:
+        # The clock has gone back since the offset was learned, so the offset no longer holds: the centre's day is
+        # at least the one it was then, and only the centre can say what is in the future.
+        return clock.day_of(learned + timedelta(seconds=state.clock_offset)), date.max
     today = clock.day_of(clock.now() + timedelta(seconds=state.clock_offset))
     return today, today + timedelta(days=1)
 
