@@ -1,18 +1,18 @@
-"""Field sync cost: a big push over HTTP against a floor, a sync with nothing to do, and a large video in parts.
+"""Field sync cost: a big push against PouchDB's replication in the same run, a sync with nothing to do, a video.
 
-1. 10,000 pieces of evidence (each mapped to two criteria) recorded on a device, then pushed to a centre served
-   by `tracker serve` on 127.0.0.1: records per second, requests made, bytes sent. The floor is the rows that push
-   wrote (evidence, versions, criterion links, audit entries, receipts) inserted directly into a fresh copy of the
-   centre's database, a batch at a time, one commit per batch (goal: at least 0.5 of the floor). For reference,
-   the same payloads saved one at a time through the evidence service in this process (the rules and the audit
-   chain, no HTTP, as a web form saves them) are printed too, and so is the bound on the ratio set by the work
-   each record needs however it is stored: the JSON each way, reading its envelope and its evidence, the hash of
-   the item and of the version, and its link in the audit chain, timed alone in this process.
-2. A sync with nothing to do: requests each way and bytes (goal: one request each way, under 1 KB).
+1. 10,000 pieces of evidence (each mapped to two criteria) queued on a device, then pushed to a centre served by
+   `tracker serve` on 127.0.0.1: records per second, requests, bytes. The peer is the system users would otherwise
+   pick: PouchDB replicating the same number of documents to a CouchDB-compatible server (express-pouchdb) on the
+   same machine (`../shared/peers/pouchdb/`, `node bench.js N`), run from a scratch copy after `npm ci`. Ours and
+   the peer take turns three times (the machine is shared, so only figures from the same run compare); the medians
+   and their ratio, ours / PouchDB's default batch size, are printed (goal: at least 1.0). Without node and npm,
+   the command that runs the peer is printed instead, with our figures.
+2. A sync with nothing to do: requests each way and bytes (goal: one request each way, under 1 KB), beside
+   PouchDB's no-op replication.
 3. A 200 MB video uploaded in parts: the device's peak Python memory during the upload, and the centre's peak
    resident memory before and after it (flat: the parts are streamed, never held whole).
 
-Run: python bench/sync.py [--records N] [--video-mb N] [--batch N]
+Run: python bench/sync.py [--records N] [--rounds N] [--video-mb N] [--batch N] [--peer DIR]
 """
 import argparse
 import hashlib
@@ -20,6 +20,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,12 +30,11 @@ import uuid
 from datetime import date, timedelta
 from pathlib import Path
 
-from sqlmodel import Session, select
-
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sync.device.client import BATCH, Client, HttpTransport  # noqa: E402
 from sync.device.field import database_engine, enrol  # noqa: E402
+from tracker import clock  # noqa: E402
 from tracker.audit import SYSTEM, Actor  # noqa: E402
 from tracker.db import make_engine, transaction, upgrade  # noqa: E402
 from tracker.models import OutboxItem, Role, User  # noqa: E402
@@ -42,8 +42,10 @@ from tracker.services import evidence, people  # noqa: E402
 from tracker.specpacks import loader  # noqa: E402
 from tracker.storage import LocalStorage  # noqa: E402
 
+ROOT = Path(__file__).resolve().parent.parent
+PEER = ROOT.parent / "shared" / "peers" / "pouchdb"
 PASSWORD = "a long bench password"
-TODAY = date.today()
+TODAY = clock.today()
 MB = 1024 * 1024
 
 
@@ -163,102 +165,6 @@ def record_on_device(engine, ids: dict, records: int) -> float:  # noqa: ANN001
     return time.perf_counter() - started
 
 
-WRITTEN = ("evidence", "evidenceversion", "evidencecriterion", "auditentry", "syncreceipt")
-
-
-def counts(db: Path) -> dict[str, int]:
-    """Return how many rows each of the tables a push writes holds."""
-    engine = make_engine(f"sqlite:///{db}")
-    with engine.connect() as conn:
-        found = {t: conn.exec_driver_sql(f"SELECT count(*) FROM {t}").scalar() for t in ("device", *WRITTEN)}
-    engine.dispose()
-    return found
-
-
-def floor(template: Path, centre_db: Path, before: dict[str, int], work: Path, records: int, batch: int) -> float:
-    """Insert the rows the push wrote, exactly as stored, into a fresh centre database a batch at a time (one
-    executemany per table and one commit per batch); return records/s."""
-    before = before | {"device": counts(template)["device"]}  # every device enrolled since the template
-    centre = make_engine(f"sqlite:///{centre_db}")
-    rows, columns = {}, {}
-    with centre.connect() as conn:
-        for t in ("device", *WRITTEN):  # the enrolled device first: the receipts name it
-            result = conn.exec_driver_sql(f"SELECT * FROM {t} ORDER BY rowid LIMIT -1 OFFSET {before[t]}")
-            columns[t], rows[t] = list(result.keys()), [tuple(r) for r in result]
-    centre.dispose()
-    path = work / "floor-rows.db"
-    shutil.copy(template, path)
-    engine = make_engine(f"sqlite:///{path}")
-    with engine.begin() as conn:
-        _insert(conn, "device", columns["device"], rows["device"])
-    batches = -(-records // batch)
-    started = time.perf_counter()
-    for b in range(batches):
-        with engine.begin() as conn:
-            for t in WRITTEN:
-                part = rows[t][len(rows[t]) * b // batches:len(rows[t]) * (b + 1) // batches]
-                _insert(conn, t, columns[t], part)
-    seconds = time.perf_counter() - started
-    engine.dispose()
-    return records / seconds
-
-
-def _insert(conn, table: str, columns: list[str], rows: list[tuple]) -> None:  # noqa: ANN001
-    """Insert rows exactly as stored, in one executemany."""
-    if rows:
-        conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
-                             rows)
-
-
-def service_rate(template: Path, work: Path, engine_of_device, ids: dict, batch: int) -> float:  # noqa: ANN001
-    """Apply the same payloads through the evidence service into a fresh centre database; return records/s."""
-    path = work / "floor.db"
-    shutil.copy(template, path)
-    engine = make_engine(f"sqlite:///{path}")
-    with Session(engine_of_device) as session:
-        payloads = [i.payload for i in session.exec(select(OutboxItem).order_by(OutboxItem.seq))]
-    started = time.perf_counter()
-    for start in range(0, len(payloads), batch):
-        with transaction(engine) as session:
-            actor = Actor(session.get(User, ids["assessor"]), today=TODAY)
-            for data in payloads[start:start + batch]:
-                evidence.capture(session, actor, data)
-    seconds = time.perf_counter() - started
-    engine.dispose()
-    return len(payloads) / seconds
-
-
-def required_work(engine_of_device, ids: dict, template: Path) -> float:  # noqa: ANN001
-    """Time, per record, the work a push cannot skip however its rows are written: the item as JSON each way, its
-    envelope and evidence read, the item's and the version's hashes, and the audit entry that chains it."""
-    from sync.centre.push import _parse
-    from tracker.audit import _entry
-    from tracker.hashing import content_hash
-    from tracker.models import Candidate, Unit
-    from tracker.services import validate
-
-    centre = make_engine(f"sqlite:///{template}")
-    with Session(centre) as session:
-        candidate = session.get(Candidate, ids["candidate"])
-        unit = session.exec(select(Unit).where(Unit.code == "002")).first()
-        actor = Actor(session.get(User, ids["assessor"]), device_id=uuid.uuid4())
-        session.expunge_all()
-    centre.dispose()
-    with Session(engine_of_device) as session:
-        items = [{"item_id": str(i.item_id), "seq": i.seq, "kind": i.kind, "payload": i.payload}
-                 for i in session.exec(select(OutboxItem).order_by(OutboxItem.seq))]
-    started = time.perf_counter()
-    prev = "0" * 64
-    for n, raw in enumerate(items, start=1):
-        item = _parse(json.loads(json.dumps(raw)))
-        data = validate(evidence.EvidenceIn, item.payload)
-        digest = content_hash(evidence.version_content(candidate, unit, data.method, data))
-        prev = _entry(actor, "evidence.captured", "evidence", data.id, candidate.id, {
-            "method": data.method, "status": "submitted", "version": str(uuid.uuid4()), "content_hash": digest,
-            "candidate": str(candidate.id)}, n, prev)["hash"]
-    return (time.perf_counter() - started) / len(items)
-
-
 def make_video(storage: LocalStorage, work: Path, size: int) -> str:
     """Write a large MP4-looking file into the device's storage; return its sha256."""
     path = work / "video.mp4"
@@ -279,12 +185,129 @@ def make_video(storage: LocalStorage, work: Path, size: int) -> str:
     return sha
 
 
+# --- The peer: PouchDB replicating to express-pouchdb --------------------------------------------------------
+
+
+def prepare_peer(source: Path) -> Path | str:
+    """Copy the peer to a scratch folder (the shared one is never touched) and `npm ci` there once; return the
+    folder, or why the peer cannot run."""
+    if not (source / "bench.js").is_file():
+        return f"no peer benchmark at {source}"
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        return "node and npm are not installed"
+    scratch = Path(tempfile.gettempdir()) / "tracker-bench-pouchdb"
+    lock = (source / "package-lock.json").read_bytes()
+    fresh = not (scratch / "node_modules").is_dir() or (scratch / "package-lock.json").read_bytes() != lock
+    scratch.mkdir(exist_ok=True)
+    for name in ("bench.js", "server.js", "package.json", "package-lock.json"):
+        shutil.copy(source / name, scratch / name)
+    if fresh:
+        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=scratch, capture_output=True, text=True,
+                              check=False)
+        if done.returncode != 0:
+            return f"npm ci failed: {done.stderr.strip().splitlines()[-1:]}"
+    return scratch
+
+
+def run_peer(folder: Path, records: int) -> dict[str, str] | str:
+    """Run the peer's benchmark once; return its `key: value` lines, or why it failed."""
+    done = subprocess.run(["node", "bench.js", str(records)], cwd=folder, capture_output=True, text=True, timeout=1800,
+                          check=False)
+    if done.returncode != 0:
+        return f"node bench.js failed: {done.stderr.strip().splitlines()[-1:]}"
+    return dict(line.split(": ", 1) for line in done.stdout.splitlines() if ": " in line)
+
+
+def peer_line(figures: dict[str, str]) -> str:
+    return (f"PouchDB replicate: {figures['pouchdb_docs_per_s']} docs/s (batch_size 100, its default), "
+            f"{figures['pouchdb_docs_per_s_b500']} docs/s (batch_size 500); {figures['default_http_requests']} "
+            f"requests; {int(figures['default_request_bytes']) / MB:.1f} MB sent, "
+            f"{int(figures['default_response_bytes']) / MB:.2f} MB received")
+
+
+# --- Ours ----------------------------------------------------------------------------------------------------
+
+
+class Round:
+    """A fresh centre served over HTTP and a freshly enrolled device with the evidence queued."""
+
+    def __init__(self, args, work: Path, template: Path, ids: dict, n: int):  # noqa: ANN001
+        self.args, self.ids = args, ids
+        centre_dir, device_dir = work / f"centre-{n}", work / f"device-{n}"
+        centre_dir.mkdir()
+        device_dir.mkdir()
+        shutil.copy(template, centre_dir / "tracker.db")
+        port = free_port()
+        self.url, self.centre = f"http://127.0.0.1:{port}", serve(centre_dir, port)
+        self.engine = database_engine(f"sqlite:///{device_dir / 'tracker.db'}")
+        self.storage = LocalStorage(device_dir / "media")
+        self.transport = Counting(HttpTransport(self.url, timeout=120))
+        self.work = work
+        enrol(self.engine, device_dir, self.url, "ann@bench.test", PASSWORD, "Bench tablet",
+              transport=self.transport, storage=self.storage)
+        self.token = (device_dir / "device_token").read_text()
+
+    def close(self) -> None:
+        """Stop the centre."""
+        self.centre.terminate()
+        self.centre.wait(20)
+        self.engine.dispose()
+
+    def client(self) -> Client:
+        return Client(self.engine, self.storage, self.transport, self.token, batch=self.args.batch)
+
+    def push(self) -> tuple[float, str]:
+        """Queue the evidence and push it all; return records/s and a line describing the push."""
+        if self.args.record_on_device:
+            record_on_device(self.engine, self.ids, self.args.records)
+        else:
+            queue_on_device(self.engine, self.ids, self.args.records)
+        client = self.client()
+        self.transport.reset()
+        started = time.perf_counter()
+        client.push()
+        seconds = time.perf_counter() - started
+        rate = client.report.pushed / seconds
+        return rate, (f"our push over HTTP: {client.report.pushed} records in {seconds:.1f} s = {rate:.0f} records/s;"
+                      f" {self.transport.requests} requests; {self.transport.sent / MB:.1f} MB sent, "
+                      f"{self.transport.received / MB:.2f} MB received (batch {self.args.batch})")
+
+    def noop(self) -> tuple[int, int, int, bool]:
+        """Sync once to settle the pull after the push, then once with nothing to do; return what the second
+        cost: requests, bytes sent and received, and whether it was ok."""
+        self.client().sync()
+        self.transport.reset()
+        report = self.client().sync()
+        return self.transport.requests, self.transport.sent, self.transport.received, report.ok
+
+    def video(self, size: int) -> str:
+        """Upload a video in parts; return a line with the memory it took on each side."""
+        sha = make_video(self.storage, self.work, size)
+        before = peak_rss(self.centre.pid)
+        self.transport.reset()
+        tracemalloc.start()
+        started = time.perf_counter()
+        self.client()._upload_one(sha)
+        seconds = time.perf_counter() - started
+        _, device_peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        after = peak_rss(self.centre.pid)
+        return (f"video upload: {size // MB} MB in {self.transport.requests} requests, {seconds:.1f} s; device peak "
+                f"Python memory during the upload {device_peak / MB:.1f} MB; centre peak RSS {before / MB:.0f} MB "
+                f"before, {after / MB:.0f} MB after")
+
+
+# --- The run -------------------------------------------------------------------------------------------------
+
+
 def main() -> None:
-    """Run the three measurements and print them."""
+    """Run the measurements and print them."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, default=10_000)
+    parser.add_argument("--rounds", type=int, default=3, help="turns each of ours and the peer take")
     parser.add_argument("--video-mb", type=int, default=200)
     parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--peer", type=Path, default=PEER, help="the PouchDB peer benchmark's folder")
     parser.add_argument("--record-on-device", action="store_true",
                         help="record each piece through the device's own service and outbox hook (slower set-up)")
     args = parser.parse_args()
@@ -292,83 +315,59 @@ def main() -> None:
     try:
         template = work / "template.db"
         ids = seed_centre(template)
-        centre_dir = work / "centre"
-        centre_dir.mkdir()
-        shutil.copy(template, centre_dir / "tracker.db")
-        port = free_port()
-        centre = serve(centre_dir, port)
-        try:
-            run(args, work, template, ids, centre, f"http://127.0.0.1:{port}", centre_dir / "tracker.db")
-        finally:
-            centre.terminate()
-            centre.wait(20)
+        run(args, work, template, ids)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run(args, work: Path, template: Path, ids: dict, centre: subprocess.Popen, url: str,  # noqa: ANN001
-        centre_db: Path) -> None:
-    device_dir = work / "device"
-    device_dir.mkdir()
-    engine = database_engine(f"sqlite:///{device_dir / 'tracker.db'}")
-    storage = LocalStorage(device_dir / "media")
-    transport = Counting(HttpTransport(url, timeout=120))
-    enrol(engine, device_dir, url, "ann@bench.test", PASSWORD, "Bench tablet", transport=transport,
-          storage=storage)
-    if args.record_on_device:
-        recorded = record_on_device(engine, ids, args.records)
-        print(f"recorded on the device: {args.records} pieces of evidence in {recorded:.1f} s (each queued)")
-    else:
-        recorded = queue_on_device(engine, ids, args.records)
-        print(f"queued on the device: {args.records} evidence.capture items in {recorded:.1f} s")
+def run(args, work: Path, template: Path, ids: dict) -> None:  # noqa: ANN001
+    peer = prepare_peer(args.peer)
+    if isinstance(peer, str):
+        print(f"PouchDB peer not run ({peer}); to run it: cp -r {args.peer} /tmp/pouchdb-peer && cd /tmp/pouchdb-peer "
+              f"&& npm ci && node bench.js {args.records}")
+    ours, theirs, last = [], [], None
+    for n in range(1, args.rounds + 1):
+        if last is not None:
+            last.close()
+        last = Round(args, work, template, ids, n)
+        rate, line = last.push()
+        ours.append(rate)
+        print(f"round {n}: {line}", flush=True)
+        if not isinstance(peer, str):
+            figures = run_peer(peer, args.records)
+            if isinstance(figures, str):
+                print(f"round {n}: {figures}")
+            else:
+                theirs.append(figures)
+                print(f"round {n}: {peer_line(figures)}", flush=True)
+    try:
+        summary(args, ours, theirs)
+        requests, sent, received, ok = last.noop()
+        print(f"sync with nothing to do: ours {requests} request(s) (push: 0, pull: {requests}), {sent} bytes sent, "
+              f"{received} bytes received, ok={ok} (goal: one request each way, under 1 KB)")
+        if theirs:
+            f = theirs[-1]
+            print(f"  PouchDB's no-op replication: {f['noop_default_http_requests']} requests "
+                  f"({f['noop_default_http_requests_by_kind']}), {f['noop_default_request_bytes']} bytes sent, "
+                  f"{f['noop_default_response_bytes']} bytes received")
+        print(last.video(args.video_mb * MB))
+    finally:
+        last.close()
 
-    token = (device_dir / "device_token").read_text()
-    client = Client(engine, storage, transport, token, batch=args.batch)
-    before = counts(centre_db)
-    transport.reset()
-    started = time.perf_counter()
-    client.push()
-    seconds = time.perf_counter() - started
-    rate = client.report.pushed / seconds
-    print(f"push over HTTP: {client.report.pushed} records in {seconds:.1f} s = {rate:.0f} records/s; "
-          f"{transport.requests} requests; {transport.sent / MB:.1f} MB sent, {transport.received / MB:.2f} MB "
-          f"received (batch {args.batch})")
-    floor_rate = floor(template, centre_db, before, work, client.report.pushed, args.batch)
-    print(f"floor (the same rows inserted directly into a fresh centre database, batch {args.batch}): "
-          f"{floor_rate:.0f} records/s")
-    print(f"ratio to the floor: {rate / floor_rate:.3f} (goal >= 0.5)")
-    needed, inserted = required_work(engine, ids, template), 1 / floor_rate
-    print(f"work each record needs however it is stored (JSON each way, envelope and evidence read, item and version "
-          f"hashes, audit chain entry), timed alone: {needed * 1e6:.0f} us; the floor's whole insert: "
-          f"{inserted * 1e6:.0f} us; so even with nothing else a push reaches at most {inserted / (inserted + needed):.2f}"
-          f" of the floor")
-    through_service = service_rate(template, work, engine, ids, args.batch)
-    print(f"for reference, the same payloads saved one at a time through the evidence service in-process, as a web "
-          f"form saves them (rules, audit chain, no HTTP): {through_service:.0f} records/s; push over HTTP, which "
-          f"checks each item with the same rules and writes a run of new evidence together, is "
-          f"{rate / through_service:.1f} times that")
 
-    client.sync()  # settle the pull after the big push
-    transport.reset()
-    client = Client(engine, storage, transport, token, batch=args.batch)
-    report = client.sync()
-    print(f"sync with nothing to do: {transport.requests} request(s) (push: 0, pull: {transport.requests}), "
-          f"{transport.sent} bytes sent, {transport.received} bytes received, ok={report.ok} (goal: one request "
-          f"each way, under 1 KB)")
-
-    sha = make_video(storage, work, args.video_mb * MB)
-    before = peak_rss(centre.pid)
-    transport.reset()
-    tracemalloc.start()
-    started = time.perf_counter()
-    client._upload_one(sha)
-    seconds = time.perf_counter() - started
-    _, device_peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    after = peak_rss(centre.pid)
-    print(f"video upload: {args.video_mb} MB in {transport.requests} requests, {seconds:.1f} s; device peak Python "
-          f"memory during the upload {device_peak / MB:.1f} MB; centre peak RSS {before / MB:.0f} MB before, "
-          f"{after / MB:.0f} MB after")
+def summary(args, ours: list[float], theirs: list[dict[str, str]]) -> None:  # noqa: ANN001
+    """Print the medians side by side and their ratio."""
+    mine = statistics.median(ours)
+    print(f"{args.records} records, median of {len(ours)}: ours {mine:.0f} records/s "
+          f"(runs {', '.join(f'{r:.0f}' for r in ours)})")
+    if not theirs:
+        return
+    default = statistics.median(float(f["pouchdb_docs_per_s"]) for f in theirs)
+    b500 = statistics.median(float(f["pouchdb_docs_per_s_b500"]) for f in theirs)
+    print(f"  PouchDB {default:.0f} docs/s (runs {', '.join(f['pouchdb_docs_per_s'] for f in theirs)}); with "
+          f"batch_size 500 {b500:.0f} docs/s; its documents average {theirs[-1]['avg_doc_json_bytes']} bytes of JSON")
+    print(f"ratio ours / PouchDB: {mine / default:.2f} (goal >= 1.0); against PouchDB with batch_size 500: "
+          f"{mine / b500:.2f}")
 
 
 if __name__ == "__main__":

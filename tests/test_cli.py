@@ -120,7 +120,8 @@ def test_pack_load_of_another_awarding_body(ready):
     assert len(data["outcomes"]) == 3
 
 
-@pytest.mark.parametrize("command", ["init", "demo", "user", "criteria", "pack", "readiness", "serve"])
+@pytest.mark.parametrize("command", ["init", "demo", "user", "criteria", "pack", "readiness", "serve", "backup",
+                                     "restore"])
 def test_every_command_has_help(run, command):
     """Every command explains itself with --help."""
     result = run(command, "--help")

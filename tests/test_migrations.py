@@ -75,13 +75,21 @@ def test_audit_log_refuses_changes_in_the_database(engine, statement):
 
 
 def test_sqlite_connections_use_wal_and_foreign_keys(tmp_path):
-    """SQLite runs in WAL mode with foreign keys enforced; a field device asks for full durability."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}", durable=True)
+    """SQLite runs in WAL mode with foreign keys enforced and full durability: what is acknowledged is on disk."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'd.db'}")
     with engine.connect() as conn:
         assert conn.execute(text("PRAGMA journal_mode")).scalar_one() == "wal"
         assert conn.execute(text("PRAGMA foreign_keys")).scalar_one() == 1
         assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 2  # FULL
     engine.dispose()
+
+
+def test_the_centre_app_writes_durably(app):
+    """The centre's own engine syncs every commit, so an acknowledged push survives a power cut."""
+    if not app.config["DATABASE_URL"].startswith("sqlite"):
+        pytest.skip("PostgreSQL is durable by default")
+    with app.extensions["engine"].connect() as conn:
+        assert conn.execute(text("PRAGMA synchronous")).scalar_one() == 2
 
 
 def test_summative_review_migration_keeps_sampled_items_linked(engine, session, factory):

@@ -144,7 +144,7 @@ REFUSALS = [
                  "activity_date", ["22 November 2025", "registration on 23 November 2025", "prior learning",
                                    "§4, Recognition of prior learning", "Record evidence of work done since"],
                  id="date-day-before-registration"),
-    pytest.param(lambda: rules.check_activity_date(date(2026, 11, 24), REGISTERED, ON), "rpl_not_allowed",
+    pytest.param(lambda: rules.check_activity_date(date(2026, 11, 24), REGISTERED, ON), "future_activity_date",
                  "activity_date", ["24 November 2026", "in the future", "correct the date"], id="date-tomorrow"),
     pytest.param(lambda: rules.check_setting(U002, "long_term_care", None, True), "simulation_not_allowed", "setting",
                  ["marked as simulated", "real work", "§4, Assessment strategy", "Record an activity from the "

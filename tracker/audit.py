@@ -23,6 +23,9 @@ class Actor:
     user: User | None
     device_id: uuid.UUID | None = None
     today: date = field(default_factory=clock.today)
+    # The last day an activity may be dated: today, unless a field device judges by the centre's clock as last
+    # learned, with a day's leeway, and leaves the final word to the centre (G24).
+    latest_activity: date | None = None
 
     @property
     def roles(self) -> frozenset[str]:

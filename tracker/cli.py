@@ -224,6 +224,95 @@ def audit_verify(ctx: Context) -> None:
     click.echo(f"Audit log intact: {result.entries} entries, every link checks out.")
 
 
+@main.command("backup")
+@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
+              help="A new or empty folder to write the backup into.")
+@pass_context
+@friendly
+def backup_command(ctx: Context, out: Path) -> None:
+    """Write a consistent backup of the database, media and config into a folder, while the tracker runs."""
+    from .backup import DUMPS, KINDS, backup
+
+    manifest = backup(ctx.instance, ctx.url, out)
+    sizes = {f["path"]: f["size"] for f in manifest["files"]}
+    dump, media = DUMPS[manifest["database"]], manifest["media"]
+    click.echo(f"Backup written to {Path(out).absolute()}")
+    click.echo(f"  database  {KINDS[manifest['database']]}, revision {manifest['alembic_revision']}: {dump}, "
+               f"{_size(sizes[dump])}")
+    if media["included"]:
+        click.echo(f"  media     {media['files']} files, {_size(media['bytes'])} (media/)")
+    else:
+        click.echo(f"  media     not included: they stay in the S3 bucket {media['bucket']}")
+    click.echo("  config    config.py (it holds the secret key: keep the backup private)" if manifest["config_included"]
+               else "  config    none (the instance has no config.py)")
+    click.echo(f"  records   {_records(manifest['counts'])}; audit head {manifest['audit_head']['hash'][:12]}")
+    click.echo(f"  total     {_size(sum(sizes.values()))} in {len(sizes) + 1} files")
+    if media.get("damaged"):
+        raise click.ClickException(f"{len(media['damaged'])} media file(s) in the store do not match their sha256 "
+                                   f"and were left out of the backup: {', '.join(media['damaged'])}.")
+
+
+def _size(count: float) -> str:
+    """Return a number of bytes as people read it."""
+    unit = "bytes"
+    for larger in ("KB", "MB", "GB"):
+        if count < 1024:
+            break
+        count, unit = count / 1024, larger
+    return f"{count} bytes" if unit == "bytes" else f"{count:.1f} {unit}"
+
+
+def _records(counts: dict[str, int]) -> str:
+    """Return the key row counts of a backup or a restored database in words."""
+    return (f"{counts['candidate']} candidates, {counts['evidence']} pieces of evidence, "
+            f"{counts['auditentry']} audit entries")
+
+
+@main.command("restore")
+@click.argument("folder", type=click.Path(path_type=Path))
+@click.option("--yes", is_flag=True, help="Restore without asking for confirmation.")
+@pass_context
+@friendly
+def restore_command(ctx: Context, folder: Path, yes: bool) -> None:
+    """Restore a backup made by `tracker backup`, replacing this centre's database (asks first)."""
+    from sqlalchemy.engine import make_url
+
+    from .backup import KINDS, plan_restore, restore
+
+    plan = plan_restore(ctx.instance, ctx.url, folder)
+    made = plan.manifest
+    click.echo(f"Backup made {made['created_at']} by tracker {made.get('tracker_version', '?')}: "
+               f"{KINDS[made['database']]} database at revision {made['alembic_revision']}, {_records(made['counts'])}.")
+    click.echo(f"Restoring replaces the database {make_url(ctx.url).render_as_string(hide_password=True)} "
+               "with the backup's. Stop the tracker first.")
+    if not yes and not click.confirm("Replace the current data with this backup?"):
+        click.echo("Not restored: nothing was changed.")
+        sys.exit(1)
+    report = restore(plan)
+    migrated = "" if report.upgraded_to == report.revision else f", migrated to {report.upgraded_to}"
+    click.echo(f"Database restored: revision {report.revision}{migrated}; {_records(report.counts)}.")
+    click.echo(_restored_media(report.media))
+    click.echo({"restored": f"Config: config.py restored into {ctx.instance}.",
+                "kept": f"Config: kept the current {ctx.instance / 'config.py'}; the backup's copy stays in "
+                        f"{Path(folder) / 'config.py'}.",
+                "absent": "Config: the backup has no config.py."}[report.config])
+    if not report.chain.intact:
+        raise click.ClickException(f"The restored audit log does not verify: {report.chain.reason} "
+                                   f"(checked {report.chain.entries} entries).")
+    if not report.head_matches:
+        raise click.ClickException("The restored audit log's head is not the one the backup recorded: "
+                                   "the database may not be the one the backup describes.")
+    click.echo(f"Audit log intact: {report.chain.entries} entries, every link checks out.")
+
+
+def _restored_media(media: dict) -> str:
+    """Say what a restore did with the media."""
+    if not media["included"]:
+        return f"Media: not part of the backup; they stay in the S3 bucket {media['bucket']}."
+    return (f"Media: {media['copied']} files copied back, {media['replaced']} damaged files replaced, "
+            f"{media['present']} already there.")
+
+
 @main.command("export")
 @click.argument("candidate")
 @click.option("--out", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
@@ -397,10 +486,13 @@ def sync_command(ctx: Context) -> None:
                f"pulled rows: {report.pulled_rows}; files downloaded: {report.files_downloaded}.")
     if report.files_note:
         click.echo(report.files_note)
-    for parked in report.parked:
-        click.echo(f"Needs attention: {parked}")
+    if report.sent_again:
+        click.echo(f"Sent again: {report.sent_again} item(s) the centre no longer had (it may have been restored "
+                   "from a backup).")
+    for line in report.lines():
+        click.echo(line)
     if report.error:
         click.echo(f"Not finished: {report.error}", err=True)
+    click.echo(report.summary())
     if not report.ok:
         sys.exit(1)
-    click.echo("Everything is accepted by the centre.")

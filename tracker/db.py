@@ -38,8 +38,9 @@ def database_url(instance_path: str | Path, configured: str | None = None) -> st
     return f"sqlite:///{Path(instance_path) / 'tracker.db'}"
 
 
-def make_engine(url: str, *, durable: bool = False) -> Engine:
+def make_engine(url: str, *, durable: bool = True) -> Engine:
     """Create an engine; SQLite gets WAL, foreign keys and a busy timeout on every connection."""
+    # FULL syncs the log on every commit: what the centre acknowledges to a device survives a power cut (G21).
     if not url.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)
     engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -86,8 +87,7 @@ def init_app(app) -> None:  # noqa: ANN001
     """Attach the engine to the app and close each request's session on teardown."""
     from flask import g
 
-    # A field device writes durably; its web layer then has the device's side of sync queue its changes.
-    app.extensions["engine"] = make_engine(app.config["DATABASE_URL"], durable=bool(app.config.get("FIELD_MODE")))
+    app.extensions["engine"] = make_engine(app.config["DATABASE_URL"])
 
     @app.teardown_appcontext
     def _close(_exc):  # noqa: ANN001

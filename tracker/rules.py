@@ -33,6 +33,7 @@ RULES: dict[str, Rule] = {
         Rule("observer_not_eligible", "Only an eligible assessor or an approved expert witness may record an observation.",
              "§4 Assessment strategy; §2 Assessors, Expert witness"),
         Rule("rpl_not_allowed", "RPL is not allowed for this qualification.", "§4 Recognition of prior learning"),
+        Rule("future_activity_date", "Evidence records work that has already happened.", "Authenticity of evidence"),
         Rule("simulation_not_allowed", "Unit 002 evidence must come from real work in a real work environment.",
              "§4 Assessment strategy; §2 Candidate entry requirements"),
         Rule("method_not_allowed", "Only the unit's assessment methods may be used.", "§4 Assessment of the qualification"),
@@ -126,7 +127,7 @@ def check_activity_date(activity_date: date, registration_date: date, today: dat
     """Refuse an activity dated before registration (prior learning) or in the future."""
     if activity_date > today:
         raise RuleViolation(
-            "rpl_not_allowed",
+            "future_activity_date",
             f"The activity date {long_date(activity_date)} is in the future. Evidence records work that has "
             "already happened: correct the date.",
             field="activity_date",

@@ -103,7 +103,7 @@ def spool(stream: BinaryIO, directory: str | Path, max_size: int,
         Path(name).unlink(missing_ok=True)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
     """Make a rename in this folder durable, where the platform allows it."""
     try:
         fd = os.open(path, os.O_RDONLY)
@@ -159,7 +159,7 @@ class LocalStorage:
                 os.fsync(out.fileno())  # a power cut must not leave a row pointing at a partial file
             final.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp, final)
-            _fsync_dir(final.parent)
+            fsync_dir(final.parent)
         finally:
             tmp.unlink(missing_ok=True)
 

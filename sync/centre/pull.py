@@ -6,14 +6,16 @@ witness (an expert witness gets only the evidence they recorded). The cursor is 
 the cursor is sent again whole. A round of pages is fixed to the newest seq when it began, so changes made while
 a device is paging are sent in its next round. Pages split between candidates, never inside one.
 
-The cursor, opaque to devices, reads ``1.<user>.<from>.<to>.<last candidate>.<packs>``: ``from`` is empty on a
-full pull, ``last candidate`` is empty once the round is complete, and ``packs`` fingerprints the loaded spec
-packs so a corrected pack is sent again.
+The cursor, opaque to devices, reads ``2.<user>.<from>.<to>.<last candidate>.<packs>.<mark>``: ``from`` is empty
+on a full pull, ``last candidate`` is empty once the round is complete, ``packs`` fingerprints the loaded spec
+packs so a corrected pack is sent again, and ``mark`` is the start of the audit chain's hash at ``to``. A centre
+restored from a backup has other entries from there on, even once it has taken as many new changes: the mark
+tells, and the device fetches everything again (G10). Cursors of version 1, without the mark, are still read.
 """
 import hashlib
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -62,7 +64,8 @@ CREDENTIALS = (RoleGrant, AssessorQualification, OccupationalCompetence, ExpertW
 PEOPLE_ENTITIES = frozenset({"user", "rolegrant", "assessorqualification", "occupationalcompetence",
                              "expertwitnessapproval", "iqaqualification"})
 HIDDEN_COLUMNS = {"user_account": {"password_hash"}}
-VERSION = "1"
+VERSION = "2"
+MARK = 16  # hex digits of the audit hash a cursor keeps
 
 
 class ResyncRequired(Refusal):
@@ -83,11 +86,12 @@ class Cursor:
     end: int
     last: uuid.UUID | None
     packs: str
+    mark: str | None = None  # the audit chain's hash at ``end``, shortened; None in a version 1 cursor
 
     def __str__(self) -> str:
         start = "" if self.start is None else str(self.start)
         last = "" if self.last is None else self.last.hex
-        return ".".join((VERSION, self.user_id.hex, start, str(self.end), last, self.packs))
+        return ".".join((VERSION, self.user_id.hex, start, str(self.end), last, self.packs, self.mark or ""))
 
 
 @dataclass
@@ -109,26 +113,36 @@ class Page:
 # --- The cursor -----------------------------------------------------------------------------------------------
 
 
-def parse_cursor(text: str | None, user_id: uuid.UUID, head: int) -> Cursor | None:
-    """Read a device's cursor, or refuse one this centre cannot honour (malformed, ahead, someone else's)."""
+def parse_cursor(text: str | None, user_id: uuid.UUID, head: int, session: Session | None = None) -> Cursor | None:
+    """Read a device's cursor, or refuse one this centre cannot honour (malformed, ahead, someone else's, or made
+    by the centre before it was restored from a backup)."""
     if text is None or text == "":
         return None
     try:
-        version, user, start, end, last, packs = str(text).split(".")
+        version, user, start, end, last, packs, *rest = str(text).split(".")
+        if version not in ("1", VERSION) or len(rest) != (version == VERSION):
+            raise ValueError(version)
         cursor = Cursor(uuid.UUID(hex=user), int(start) if start else None, int(end),
-                        uuid.UUID(hex=last) if last else None, packs)
+                        uuid.UUID(hex=last) if last else None, packs, rest[0] or None if rest else None)
     except ValueError:
         raise ResyncRequired("The device's place in the centre's changes could not be read. It will fetch "
                              "everything again; nothing unsent is lost.") from None
-    if version != VERSION or cursor.end < 0 or (cursor.start is not None and not 0 <= cursor.start <= cursor.end):
+    if cursor.end < 0 or (cursor.start is not None and not 0 <= cursor.start <= cursor.end):
         raise ResyncRequired("The device's place in the centre's changes is not one this centre made. It will "
                              "fetch everything again; nothing unsent is lost.")
     if cursor.user_id != user_id:
         raise ResyncRequired("The device's copy was made for another person. It will fetch everything again.")
-    if cursor.end > head:
+    if cursor.end > head or (session is not None and cursor.mark is not None
+                             and cursor.mark != mark_at(session, cursor.end)):
         raise ResyncRequired("The device has seen changes this centre no longer has (it may have been restored "
                              "from a backup). It will fetch everything again and send what the centre is missing.")
     return cursor
+
+
+def mark_at(session: Session, seq: int) -> str:
+    """Return the start of the audit chain's hash at a seq ("" before the first change)."""
+    digest = session.exec(select(AuditEntry.hash).where(AuditEntry.seq == seq)).first() if seq else None
+    return (digest or "")[:MARK]
 
 
 def head_seq(session: Session) -> int:
@@ -150,11 +164,12 @@ def pull(session: Session, user: User, after: str | None, limit: int = DEFAULT_L
     """Return the next page of a person's scoped snapshot after a cursor."""
     limit = max(1, min(int(limit), MAX_LIMIT))
     head = head_seq(session)
-    cursor = parse_cursor(after, user.id, head)
+    cursor = parse_cursor(after, user.id, head, session)
     packs = packs_fingerprint(session)
     scope = _scope(session, user.id)
     if cursor is not None and cursor.last is None and cursor.end == head and cursor.packs == packs:
-        return Page(cursor=str(cursor))  # nothing has happened since: the tiny answer
+        # Nothing has happened since: the tiny answer (a version 1 cursor comes back with its mark).
+        return Page(cursor=str(replace(cursor, mark=mark_at(session, cursor.end))))
     continuing = cursor is not None and cursor.last is not None
     if continuing:
         start, end = cursor.start, cursor.end
@@ -164,7 +179,8 @@ def pull(session: Session, user: User, after: str | None, limit: int = DEFAULT_L
     if continuing:
         changed = [c for c in changed if str(c) > str(cursor.last)]
     batch, more = changed[:limit], len(changed) > limit
-    page = Page(cursor=str(Cursor(user.id, start if more else end, end, batch[-1] if more else None, packs)),
+    page = Page(cursor=str(Cursor(user.id, start if more else end, end, batch[-1] if more else None, packs,
+                                  mark_at(session, end))),
                 more=more, reset=start is None and not continuing)
     first = not continuing
     if first and (start is None or cursor.packs != packs):

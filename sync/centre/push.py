@@ -1,21 +1,28 @@
-"""The centre's side of a push: apply a device's queued items once each, in order, each with its own verdict.
+"""The centre's side of a push: apply a device's queued items once each, each with its own verdict.
 
 A push is a list of items ``{"item_id", "seq", "kind", "payload"}``. ``item_id`` is made on the device when the
-item is queued (G1); ``seq`` numbers the device's items from 1 (G12). Kinds and their payloads:
+item is queued (G1); ``seq`` is the device's own order, in which a batch is applied. Kinds and their payloads:
 
 - ``evidence.capture``: the fields of ``EvidenceIn``; ``id``, the evidence id made on the device, is required.
-- ``evidence.revise``: ``{"evidence_id", "base_version", "content": {ContentIn fields}, "signatures": [...]}``.
-- ``evidence.sign``: ``{"evidence_id", "version", "content_hash"?, "signature": {SignatureIn fields}}``.
-- ``evidence.submit``: ``{"evidence_id", "version", "content_hash"?}``.
+- ``evidence.revise``: ``{"evidence_id", "base_hash", "base_version", "content": {ContentIn fields},
+  "signatures": [...]}``.
+- ``evidence.sign``: ``{"evidence_id", "version", "content_hash", "signature": {SignatureIn fields}}``.
+- ``evidence.submit``: ``{"evidence_id", "version", "content_hash"}``.
+- ``conflict.resolve``: ``{"item_id", "choice"}``: the assessor settled a conflict (``device``, ``centre`` or
+  ``merged``).
 
-``version`` (and ``content_hash`` when given) names what the signer saw or the author submits: a newer version
-on the centre makes the item an ``out_of_date`` conflict rather than a signature on content nobody saw.
+An item waits only for what it depends on (G12): a revision for the version it changes, a signature or a submission
+for the version it names, any item for the files it declares. The version is named by its content hash (G4); a
+device that sends only a number is judged by the number. A dependency the centre does not hold yet answers
+``held`` with what is missing, and nothing unrelated waits. A change made on a version the centre has since replaced
+is a ``conflict``: both are kept (``SyncConflict``) until a person decides (G13).
 
 Verdicts: ``applied``, ``duplicate`` (a repeat: the first answer's result, nothing written), ``conflict``,
-``refused`` and ``held`` (its predecessor has not arrived). Every applied, conflict or refused answer is kept as a
-``SyncReceipt`` in the same transaction as the change, so a repeat gets the same answer. The caller commits, and
-must not send the answers unless the commit succeeds. If the device's lock cannot be had in time, the session is
-rolled back and every item is answered ``server_busy``, to be sent again.
+``refused`` and ``held``. Every applied, conflict or refused answer is kept as a ``SyncReceipt`` in the same
+transaction as the change, so a repeat gets the same answer, and a device can check that the centre still holds
+all it acknowledged (G21). The caller commits, and must not send the answers unless the commit succeeds. If the
+device's lock cannot be had in time, the session is rolled back and every item is answered ``server_busy``, to be
+sent again. Content the database cannot store is refused with its own code and kept as refused (G25).
 
 A run of captures of new evidence (the bulk of a day's work) is checked item by item by the evidence service's
 own rules, as it arrives, and written together: one insert per table, one run of the audit chain and the receipts.
@@ -27,19 +34,30 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import insert
-from sqlalchemy.exc import IntegrityError, OperationalError
-from sqlmodel import Session, col, func, select
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
+from sqlmodel import Session, col, select
 
-from tracker.audit import Actor
-from tracker.errors import InvalidInput, NotPermitted, Refusal
+from tracker.audit import Actor, record
+from tracker.errors import InvalidInput, NotFound, NotPermitted, Refusal
 from tracker.hashing import content_hash
-from tracker.models import Blob, BlobHolder, Device, Evidence, SyncReceipt, Tombstone, User, utcnow
+from tracker.models import (
+    Blob,
+    BlobHolder,
+    Device,
+    Evidence,
+    EvidenceVersion,
+    SyncConflict,
+    SyncReceipt,
+    Tombstone,
+    User,
+    utcnow,
+)
 from tracker.services import evidence, steady, validate
 from tracker.services.evidence import SHA256, SignatureIn
 
@@ -63,11 +81,13 @@ class Verdict:
     code: str | None = None
     message: str | None = None
     result: dict[str, Any] = field(default_factory=dict)
+    kept: bool = False  # the centre keeps a receipt of this answer for this device, which the device checks (G21)
 
     def as_dict(self) -> dict[str, Any]:
         """Return the answer as plain JSON data."""
         return {"item_id": None if self.item_id is None else str(self.item_id), "seq": self.seq,
-                "verdict": self.verdict, "code": self.code, "message": self.message, "result": self.result}
+                "verdict": self.verdict, "code": self.code, "message": self.message, "result": self.result,
+                "kept": self.kept}
 
 
 class _ItemIn(BaseModel):
@@ -105,18 +125,15 @@ def apply_batch(session: Session, device: Device, user: User, items: list[dict],
     actor = Actor(user, device_id=device.id, today=today)
     answers = {i: p for i, p in enumerate(parsed) if isinstance(p, Verdict)}
     order = sorted((i for i in range(len(parsed)) if i not in answers), key=lambda i: parsed[i].seq)
-    expected = _next_seq(session, device.id)
     # Pushed items only add and sign evidence, so the facts the rules read hold still for the whole batch.
     with steady(session):
-        run = _Run(session, device, actor, _Known.read(session, user, [parsed[i] for i in order]))
+        run = _Run(session, device, actor, _Known.read(session, user, device.id, [parsed[i] for i in order]))
         for i in order:
-            if run.takes(i, parsed[i], expected):
-                expected += 1
+            if run.takes(i, parsed[i]):
                 continue
-            expected = run.write(answers, expected)
-            answers[i], kept = _answer(session, device, actor, parsed[i], expected)
-            expected += kept
-        run.write(answers, expected)
+            run.write(answers)
+            answers[i] = _answer(session, device, actor, parsed[i])
+        run.write(answers)
     return [answers[i] for i in range(len(parsed))]
 
 
@@ -144,16 +161,13 @@ def _lock_device(session: Session, device: Device) -> bool:
     return True
 
 
-def _next_seq(session: Session, device_id: uuid.UUID) -> int:
-    """Return the seq the device's next item must carry: one past the last answer kept."""
-    last = session.exec(select(func.max(SyncReceipt.seq)).where(SyncReceipt.device_id == device_id)).one()
-    return (last or 0) + 1
-
-
 def _parse(raw: Any) -> _Item | Verdict:
     """Read an item's envelope, or answer it as refused."""
     try:
         item = validate(_ItemIn, raw)
+        if _unstorable(item.payload):
+            # Refused before the database sees it, so SQLite and PostgreSQL give the same answer (G25).
+            return Verdict(item.item_id, item.seq, REFUSED, "unstorable", UNSTORABLE)
         digest = content_hash({"kind": item.kind, "payload": item.payload})
     except Refusal as refusal:
         return Verdict(_raw_id(raw), _raw_seq(raw), REFUSED, refusal.code, refusal.message)
@@ -190,13 +204,15 @@ class _Known:
     receipts: set[uuid.UUID]  # items answered before
     evidence: set[uuid.UUID]  # evidence stored or deleted at the centre
     held: set[str]  # files this person has sent whole
+    seqs: set[int]  # the batch's seqs this device has already used for items answered before
 
     @classmethod
-    def read(cls, session: Session, user: User, items: list[_Item]) -> "_Known":
+    def read(cls, session: Session, user: User, device_id: uuid.UUID, items: list[_Item]) -> "_Known":
         """Read the receipts, evidence, tombstones and files the items name."""
         item_ids = [i.item_id for i in items]
         evidence_ids = [e for e in map(_evidence_id, items) if e is not None]
         hashes = {h for i in items for h in _declared_media(i.payload)}
+        seqs = [i.seq for i in items]
         return cls(
             set(session.exec(select(SyncReceipt.item_id).where(col(SyncReceipt.item_id).in_(item_ids))))
             if item_ids else set(),
@@ -204,7 +220,9 @@ class _Known:
                 select(Tombstone.entity_id).where(col(Tombstone.entity_id).in_(evidence_ids))))
             if evidence_ids else set(),
             set(session.exec(select(BlobHolder.sha256).join(Blob).where(
-                col(BlobHolder.sha256).in_(hashes), BlobHolder.user_id == user.id))) if hashes else set())
+                col(BlobHolder.sha256).in_(hashes), BlobHolder.user_id == user.id))) if hashes else set(),
+            set(session.exec(select(SyncReceipt.seq).where(SyncReceipt.device_id == device_id,
+                                                           col(SyncReceipt.seq).in_(seqs)))) if seqs else set())
 
 
 class _Run:
@@ -215,10 +233,10 @@ class _Run:
         self.session, self.device, self.actor, self.known = session, device, actor, known
         self.items: list[tuple[int, _Item, evidence.Capture | None, Verdict]] = []
 
-    def takes(self, index: int, item: _Item, expected: int) -> bool:
+    def takes(self, index: int, item: _Item) -> bool:
         """Check the item into the run if it is a first capture of new evidence; say whether it was taken."""
         evidence_id = _evidence_id(item)
-        if (item.kind != "evidence.capture" or item.seq != expected or item.item_id in self.known.receipts
+        if (item.kind != "evidence.capture" or item.item_id in self.known.receipts or item.seq in self.known.seqs
                 or evidence_id in self.known.evidence or not _declared_media(item.payload) <= self.known.held):
             return False
         try:
@@ -229,16 +247,17 @@ class _Run:
             return False
         else:
             verdict = _verdict(item, APPLIED, result=_result_of(checked.evidence))
-        self.items.append((index, item, checked, verdict))
+        self.items.append((index, item, checked, replace(verdict, kept=True)))
         self.known.receipts.add(item.item_id)
+        self.known.seqs.add(item.seq)
         if evidence_id is not None:
             self.known.evidence.add(evidence_id)
         return True
 
-    def write(self, answers: dict[int, Verdict], expected: int) -> int:
-        """Write the run with its receipts; if that fails, answer its items one by one. Return the next seq."""
+    def write(self, answers: dict[int, Verdict]) -> None:
+        """Write the run with its receipts; if that fails, answer its items one by one."""
         if not self.items:
-            return expected
+            return
         run, self.items = self.items, []
         try:
             with self.session.begin_nested():
@@ -250,13 +269,10 @@ class _Run:
             log.log(logging.INFO if isinstance(exc, IntegrityError) else logging.WARNING,
                     "a run of %d pushed captures could not be written together; applying them one by one", len(run),
                     exc_info=True)
-            expected -= len(run)
             for index, item, _, _ in run:
-                answers[index], kept = _answer(self.session, self.device, self.actor, item, expected)
-                expected += kept
-            return expected
+                answers[index] = _answer(self.session, self.device, self.actor, item)
+            return
         answers.update({index: verdict for index, _, _, verdict in run})
-        return expected
 
 
 def _with_id(payload: Any) -> Any:
@@ -275,40 +291,109 @@ def _receipt(device: Device, item: _Item, verdict: Verdict) -> dict[str, Any]:
 # --- One item ----------------------------------------------------------------------------------------------
 
 
-def _answer(session: Session, device: Device, actor: Actor, item: _Item, expected: int) -> tuple[Verdict, bool]:
-    """Answer one item; say whether a new receipt was kept (which moves the device's seq on)."""
+UNSTORABLE_TEXT = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE = ("The centre cannot store this item's content (it holds characters or values its database refuses). "
+              "Correct it on the device and save it again.")
+
+
+def _answer(session: Session, device: Device, actor: Actor, item: _Item) -> Verdict:
+    """Answer one item, all or nothing; content the database cannot store is refused for good (G25)."""
     try:
         # The whole item runs in a savepoint, so even a failed lookup leaves the rest of the batch usable.
         with session.begin_nested():
-            return _process(session, device, actor, item, expected)
+            return _process(session, device, actor, item)
+    except DataError:
+        log.warning("push item %s from device %s holds content the database cannot store", item.item_id,
+                    actor.device_id, exc_info=True)
+        return _keep_answer(session, device, item, _verdict(item, REFUSED, "unstorable", UNSTORABLE))
     except Exception:
         log.exception("push item %s (seq %s) from device %s failed", item.item_id, item.seq, actor.device_id)
-        return _server_error(item), False
+        return _server_error(item)
 
 
-def _process(session: Session, device: Device, actor: Actor, item: _Item, expected: int) -> tuple[Verdict, bool]:
+def _process(session: Session, device: Device, actor: Actor, item: _Item) -> Verdict:
     receipt = session.get(SyncReceipt, item.item_id)
     if receipt is not None:
-        return _replay(session, device, item, receipt), False
-    if item.seq < expected:
+        return _replay(session, device, item, receipt)
+    if _seq_used(session, device, item):
         return _verdict(item, CONFLICT, "seq_reused", f"This device already sent a different item as number "
-                                                      f"{item.seq}; this one has not been applied."), False
-    if item.seq > expected:
-        # Not kept: the device sends it again once the gap is closed (G12).
-        return _verdict(item, HELD, "gap", f"Item {item.seq} waits for item {expected} from this device; it will "
-                                           "be applied after that one arrives."), False
+                                                      f"{item.seq}; this one has not been applied.")
     if deleted := _tombstoned(session, item):
         # Not recreated, and kept, so every repeat of the item gets the same answer (G15).
-        verdict = _verdict(item, REFUSED, "deleted", f"This evidence was deleted at the centre ({deleted}); it "
-                                                     "has not been recreated.")
-        _keep(session, device, item, verdict)
-        return verdict, True
+        return _keep(session, device, item, _verdict(item, REFUSED, "deleted", f"This evidence was deleted at the "
+                                                                                f"centre ({deleted}); it has not "
+                                                                                "been recreated."))
     if absent := _missing_media(session, actor.user, item):
         # Not kept: the device uploads the files and sends the item again (G6).
         return _verdict(item, HELD, "media_missing", f"{len(absent)} attached file(s) have not reached the centre "
                                                      "yet; the item will be applied once they have.",
-                        {"missing": sorted(absent)}), False
+                        {"missing": sorted(absent)})
+    if waiting := _missing_dependency(session, item):
+        # Not kept: only this item waits, for what it names; the device sends that again if it had gone (G12).
+        return waiting
     return _apply(session, device, actor, item)
+
+
+def _unstorable(value: Any) -> bool:
+    """Say whether any text in a payload holds a NUL or a lone surrogate, which no database here can store."""
+    if isinstance(value, str):
+        return UNSTORABLE_TEXT.search(value) is not None
+    if isinstance(value, dict):
+        return any(_unstorable(k) or _unstorable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_unstorable(v) for v in value)
+    return False
+
+
+def _seq_used(session: Session, device: Device, item: _Item) -> bool:
+    """Say whether this device's seq already belongs to another item the centre answered."""
+    return session.exec(select(SyncReceipt.item_id).where(SyncReceipt.device_id == device.id,
+                                                          SyncReceipt.seq == item.seq)).first() is not None
+
+
+# --- What an item depends on --------------------------------------------------------------------------------
+
+
+def _named_version(item: _Item) -> tuple[str | None, int | None]:
+    """Return the version an item names as its base: by content hash, and by number."""
+    payload = item.payload if isinstance(item.payload, dict) else {}
+    if item.kind == "evidence.revise":
+        digest, number = payload.get("base_hash"), payload.get("base_version")
+    elif item.kind in ("evidence.sign", "evidence.submit"):
+        digest, number = payload.get("content_hash"), payload.get("version")
+    else:
+        return None, None
+    return (digest if isinstance(digest, str) and SHA256_RE.fullmatch(digest) else None,
+            number if isinstance(number, int) and not isinstance(number, bool) else None)
+
+
+def _missing_dependency(session: Session, item: _Item) -> Verdict | None:
+    """Hold an item whose evidence, or the version it names, has not reached the centre."""
+    if item.kind not in ("evidence.revise", "evidence.sign", "evidence.submit"):
+        return None
+    try:
+        validate(SHAPES[item.kind], item.payload)
+    except Refusal:
+        return None  # malformed: refused when applied, not held
+    evidence_id = _evidence_id(item)
+    stored = session.get(Evidence, evidence_id)
+    if stored is None:
+        return _verdict(item, HELD, "dependency_missing", "The evidence this change belongs to has not reached the "
+                                                          "centre yet; the change will be applied once it has.",
+                        {"evidence_id": str(evidence_id)})
+    digest, number = _named_version(item)
+    if digest is not None and digest not in _version_hashes(session, evidence_id) or (
+            digest is None and number is not None and number > stored.current_version):
+        return _verdict(item, HELD, "dependency_missing", "The version this change is made on has not reached the "
+                                                          "centre yet; the change will be applied once it has.",
+                        {"evidence_id": str(evidence_id), "content_hash": digest, "version": number})
+    return None
+
+
+def _version_hashes(session: Session, evidence_id: uuid.UUID) -> dict[str, int]:
+    """Return each of a piece of evidence's version hashes with its number."""
+    return dict(session.exec(select(EvidenceVersion.content_hash, EvidenceVersion.number)
+                             .where(EvidenceVersion.evidence_id == evidence_id)).all())
 
 
 def _evidence_id(item: _Item) -> uuid.UUID | None:
@@ -359,42 +444,68 @@ def _replay(session: Session, device: Device, item: _Item, receipt: SyncReceipt)
         return _verdict(item, CONFLICT, "item_changed", "This item was received before with different content. The "
                                                         "centre's copy has not been changed; save the change as a "
                                                         "new item.")
+    # A receipt kept under another of this person's devices is not this device's to count (G21).
+    kept = receipt.device_id == device.id
     if receipt.verdict == APPLIED:
-        return _verdict(item, DUPLICATE, None, "Already received; nothing was changed.", receipt.result)
-    return _verdict(item, receipt.verdict, receipt.code, receipt.message, receipt.result)
+        return replace(_verdict(item, DUPLICATE, None, "Already received; nothing was changed.", receipt.result),
+                       kept=kept)
+    return replace(_verdict(item, receipt.verdict, receipt.code, receipt.message, receipt.result), kept=kept)
 
 
-def _apply(session: Session, device: Device, actor: Actor, item: _Item) -> tuple[Verdict, bool]:
+def _apply(session: Session, device: Device, actor: Actor, item: _Item) -> Verdict:
     """Carry out an item and keep its answer; a unique-key race becomes the winner's answer."""
     for _ in range(2):
         try:
-            return _attempt(session, device, actor, item), True
+            return _attempt(session, device, actor, item)
         except IntegrityError:
             # Another request (a concurrent retry, or another device of the same person) stored this item or its
             # evidence first; their commit is visible now.
             log.info("push item %s lost a race; answering from the stored copy", item.item_id)
             receipt = session.get(SyncReceipt, item.item_id, populate_existing=True)
             if receipt is not None:
-                return _replay(session, device, item, receipt), False
-    return _server_error(item), False
+                return _replay(session, device, item, receipt)
+    return _server_error(item)
 
 
 def _attempt(session: Session, device: Device, actor: Actor, item: _Item) -> Verdict:
     """Run the item's service call in a savepoint with its receipt; a refusal keeps only the receipt."""
     try:
         with session.begin_nested():
-            verdict = _verdict(item, APPLIED, result=_handler(item.kind)(session, actor, item.payload))
-            _keep(session, device, item, verdict)
-        return verdict
+            return _keep(session, device, item, _verdict(item, APPLIED, result=_handler(item.kind)(
+                session, actor, item.payload)))
     except Refusal as refusal:
         verdict = _refusal(item, refusal)
     with session.begin_nested():
-        _keep(session, device, item, verdict)
-    return verdict
+        if verdict.verdict == CONFLICT and verdict.code == "out_of_date":
+            _record_conflict(session, device, item)
+        return _keep(session, device, item, verdict)
 
 
-def _keep(session: Session, device: Device, item: _Item, verdict: Verdict) -> None:
+def _keep(session: Session, device: Device, item: _Item, verdict: Verdict) -> Verdict:
     session.add(SyncReceipt(**_receipt(device, item, verdict)))
+    session.flush()
+    return replace(verdict, kept=True)
+
+
+def _keep_answer(session: Session, device: Device, item: _Item, verdict: Verdict) -> Verdict:
+    """Keep an answer given after the item's own work was undone; if even that fails, the item is tried again."""
+    try:
+        with session.begin_nested():
+            return _keep(session, device, item, verdict)
+    except Exception:
+        log.exception("the answer to push item %s could not be kept", item.item_id)
+        return _server_error(item)
+
+
+def _record_conflict(session: Session, device: Device, item: _Item) -> None:
+    """Keep a device's change to a version the centre had replaced, beside the centre's, for a person (G13)."""
+    stored = session.get(Evidence, _evidence_id(item))
+    current = evidence.current_version(session, stored)
+    base_hash, _ = _named_version(item)
+    session.add(SyncConflict(item_id=item.item_id, device_id=device.id, user_id=device.user_id,
+                             evidence_id=stored.id, candidate_id=stored.candidate_id, kind=item.kind,
+                             base_hash=base_hash, centre_hash=current.content_hash, centre_version=current.number,
+                             proposed=item.payload if isinstance(item.payload, dict) else {}))
     session.flush()
 
 
@@ -410,7 +521,7 @@ def _verdict(item: _Item, verdict: str, code: str | None = None, message: str | 
 
 
 def _server_error(item: _Item) -> Verdict:
-    # Not kept, so the seq stays open and the device's retry is applied in order.
+    # Not kept: the device sends the item again, and only it waits (G12).
     return _verdict(item, REFUSED, "server_error", f"The centre could not store this item just now. {RETRY}")
 
 
@@ -423,6 +534,7 @@ class _In(BaseModel):
 
 class _ReviseIn(_In):
     evidence_id: uuid.UUID
+    base_hash: str | None = Field(default=None, pattern=SHA256)  # the version changed; older devices send a number
     base_version: int = Field(ge=1)
     content: Any = None
     signatures: list[SignatureIn] = Field(default=[], max_length=10)
@@ -436,6 +548,11 @@ class _AtVersionIn(_In):
 
 class _SignIn(_AtVersionIn):
     signature: Any = None
+
+
+class _ResolveIn(_In):
+    item_id: uuid.UUID  # the item the conflict was recorded for
+    choice: Literal["device", "centre", "merged"]
 
 
 def _handler(kind: str) -> Callable[[Session, Actor, Any], dict[str, Any]]:
@@ -461,7 +578,7 @@ def _capture(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:
 def _revise(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:
     data = validate(_ReviseIn, payload)
     return _result(evidence.revise(session, actor, data.evidence_id, data.content, base_version=data.base_version,
-                                   signatures=data.signatures))
+                                   base_hash=data.base_hash, signatures=data.signatures))
 
 
 def _sign(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:
@@ -478,13 +595,30 @@ def _submit(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:
 
 
 def _at_version(session: Session, data: _AtVersionIn) -> Evidence:
-    """Return the evidence if it is still at the version the device saw, or refuse as out of date (G4)."""
+    """Return the evidence if it is still at the version the device saw, or refuse as out of date (G4).
+
+    The version is named by its content hash; a number alone (older devices) is compared as a number."""
     item = evidence.get(session, data.evidence_id)
     current = evidence.current_version(session, item)
-    if current.number != data.version or data.content_hash not in (None, current.content_hash):
+    same = current.content_hash == data.content_hash if data.content_hash else current.number == data.version
+    if not same:
         raise Refusal("out_of_date", f"This evidence has changed since the device saw version {data.version}: it is "
                                      f"now at version {current.number}. Review the newer version first.")
     return item
+
+
+def _resolve(session: Session, actor: Actor, payload: Any) -> dict[str, Any]:
+    data = validate(_ResolveIn, payload)
+    conflict = session.get(SyncConflict, data.item_id)
+    if conflict is None or conflict.user_id != actor.id:
+        raise NotFound("conflict")
+    if conflict.resolved_at is None:
+        conflict.resolved_at, conflict.resolved_by_id, conflict.resolution = utcnow(), actor.id, data.choice
+        session.add(conflict)
+        stored = evidence.get(session, conflict.evidence_id)
+        record(session, actor, "sync.conflict_resolved", stored, item=str(conflict.item_id), choice=data.choice,
+               version=evidence.current_version(session, stored).number)
+    return {"item_id": str(conflict.item_id), "resolution": conflict.resolution}
 
 
 KINDS: dict[str, Callable[[Session, Actor, Any], dict[str, Any]]] = {
@@ -492,4 +626,7 @@ KINDS: dict[str, Callable[[Session, Actor, Any], dict[str, Any]]] = {
     "evidence.revise": _revise,
     "evidence.sign": _sign,
     "evidence.submit": _submit,
+    "conflict.resolve": _resolve,
 }
+SHAPES: dict[str, type[BaseModel]] = {"evidence.revise": _ReviseIn, "evidence.sign": _SignIn,
+                                      "evidence.submit": _AtVersionIn}

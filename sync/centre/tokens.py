@@ -65,9 +65,11 @@ def _check_reissue(device: Device | None, user: User) -> None:
     if device is None:
         return
     if device.user_id != user.id:
-        raise NotPermitted("This device is registered to another person. Reset the app on it before signing in.")
+        raise NotPermitted("This device is registered to another person. Reset the app on it before signing in.",
+                           code="device_of_another_person")
     if device.revoked_at is not None:
-        # A withdrawn device stays withdrawn (it may have been lost); the app signs in again as a new device.
+        # A withdrawn device stays withdrawn (it may have been lost) until an administrator allows it back; its
+        # queue waits on it meanwhile, under the same identity (G23).
         raise revoked_refusal(device)
 
 
@@ -93,7 +95,7 @@ def revoked_refusal(device: Device) -> TokenRefused:
     """Return the refusal for a device whose access has been withdrawn."""
     when = f" on {device.revoked_at:%d %B %Y}" if device.revoked_at else ""
     return TokenRefused("token_revoked", f"This device's access to the centre was withdrawn{when}. {UNSENT_KEPT} "
-                                         "Ask your centre administrator, then sign in again as a new device.")
+                                         "Ask your centre administrator to allow it back, then sign in again.")
 
 
 def revoke(session: Session, actor: Actor, device_id: uuid.UUID | str, reason: str) -> Device:
@@ -112,4 +114,22 @@ def revoke(session: Session, actor: Actor, device_id: uuid.UUID | str, reason: s
     device.revoked_at, device.revoked_by_id, device.revoked_reason = utcnow(), actor.id, reason
     session.add(device)
     record(session, actor, "device.revoked", device, reason=reason, owner=str(device.user_id))
+    return device
+
+
+def allow_back(session: Session, actor: Actor, device_id: uuid.UUID | str) -> Device:
+    """Lift a withdrawal (the tablet was found): its owner signs in again and its queue goes on, as the same
+    device (G23). Only an administrator; audited."""
+    device = session.get(Device, _device_id(device_id))
+    if device is None:
+        raise NotFound("device")
+    if Role.ADMINISTRATOR not in actor.roles:
+        raise NotPermitted("Only an administrator can allow a withdrawn device back.")
+    if device.revoked_at is None:
+        return device
+    device.revoked_at = device.revoked_by_id = device.revoked_reason = None
+    # The old token stays unusable: its owner signs in again, which issues a new one.
+    device.token_hash = token_hash(secrets.token_urlsafe(32))
+    session.add(device)
+    record(session, actor, "device.allowed_back", device, owner=str(device.user_id))
     return device

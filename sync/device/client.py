@@ -17,21 +17,23 @@ from datetime import date, datetime
 from functools import lru_cache
 from typing import Any, BinaryIO, Protocol
 
-from sqlalchemy import Date, DateTime, Uuid, delete, update
+from sqlalchemy import Date, DateTime, Text, Uuid, delete, type_coerce, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, SQLModel, col, select
 
+from tracker import clock
 from tracker.db import transaction
-from tracker.models import Evidence, EvidenceVersion, OutboxItem, SyncState, utcnow
+from tracker.models import ConflictCopy, Evidence, EvidenceVersion, OutboxItem, SyncState, utcnow
 from tracker.storage import CHUNK
 
-from .. import PROTOCOL_VERSION, SCHEMA_VERSION
+from .. import PROTOCOL_VERSION, SCHEMA_VERSION, acknowledged_digest
 from . import downloads, outbox
 
 log = logging.getLogger(__name__)
-BATCH = 200  # items per push, the most a centre takes at once: about 110 KB and one short centre transaction
+BATCH = 500  # items per push, the most a centre takes at once: about 280 KB and one short centre transaction
 PART = 4 * 1024 * 1024
 TIMEOUT = 30.0
+JSON = "application/json"
 
 # Pulled tables in the order their foreign keys need (parents first); removal runs in reverse.
 TABLES = ("specpack", "qualification", "unit", "qualificationunit", "outcome", "criterion", "rangeitem",
@@ -158,7 +160,7 @@ def headers(token: str | None = None, content_type: str = "application/json") ->
 
 @dataclass
 class Report:
-    """What one sync did, for the command line and the Sync page."""
+    """What one sync did, and what is still not accepted, for the command line and the Sync page (G22)."""
 
     pushed: int = 0
     uploaded_bytes: int = 0
@@ -166,18 +168,50 @@ class Report:
     files_downloaded: int = 0
     files_waiting: int = 0  # named by pulled evidence, not on the device yet: fetched at the next sync, not an error
     requests: int = 0
-    parked: list[str] = field(default_factory=list)
+    sent_again: int = 0  # items the centre had lost (a restore from backup) and has been sent again (G21)
+    outstanding: dict[str, list[str]] = field(default_factory=dict)  # unsent, held, refused, conflict: described
     error: str | None = None
 
     @property
+    def parked(self) -> list[str]:
+        """Return the items that need the assessor: refused, or kept as a conflict."""
+        return self.outstanding.get("refused", []) + self.outstanding.get("conflict", [])
+
+    @property
     def ok(self) -> bool:
-        """Return whether everything was accepted and the centre was reached."""
-        return self.error is None and not self.parked
+        """Return whether the centre was reached and has accepted every item: applied, or a duplicate."""
+        return self.error is None and not any(self.outstanding.values())
 
     @property
     def files_note(self) -> str:
         """Say how many files are still to come from the centre, or nothing."""
         return downloads.waiting_note(self.files_waiting)
+
+    def lines(self) -> list[str]:
+        """Say, item by item, what is not accepted yet and why; nothing when everything is."""
+        words = {"unsent": "Not sent yet", "held": "Waiting", "refused": "Refused by the centre",
+                 "conflict": "Conflict to resolve"}
+        return [f"{words[state]}: {line}" for state in words for line in self.outstanding.get(state, [])]
+
+    def summary(self) -> str:
+        """Say in one sentence whether everything is accepted, or how many items are not, by state."""
+        counts = {state: len(found) for state, found in self.outstanding.items() if found}
+        if not counts:
+            return "Everything is accepted by the centre."
+        names = {"unsent": "not sent yet", "held": "waiting", "refused": "refused", "conflict": "in conflict"}
+        return "Not everything is accepted: " + ", ".join(f"{n} {names[s]}" for s, n in counts.items()) + "."
+
+
+def describe(item: OutboxItem) -> str:
+    """Name a queued item for a person: its change, its evidence, and the centre's reason."""
+    what = item.kind.replace("evidence.", "evidence ").replace("conflict.", "conflict ")
+    title = item.payload.get("title") or (item.payload.get("content") or {}).get("title") \
+        if isinstance(item.payload, dict) else None
+    named = f"{what} “{title}”" if title else f"{what} {item.evidence_id or ''}".strip()
+    return f"{named}: {item.message}" if item.message else named
+
+
+MAX_SERVER_ERRORS = 5  # the centre failed this item this many times: a person must look (G25)
 
 
 class Client:
@@ -188,15 +222,21 @@ class Client:
         self.engine, self.storage, self.transport, self.token = engine, storage, transport, token
         self.batch, self.part = batch, part
         self.report = Report()
+        self.centre_holds: dict[str, Any] | None = None  # what the centre keeps from this device (G21)
+        self._resend = 0  # items sent again this round because a change waits for them at the centre
 
     # --- The whole round ---------------------------------------------------------------------------------
 
     def sync(self) -> Report:
-        """Push everything, pull, then fetch the pulled evidence's files; record the outcome in the sync state."""
-        self.report = Report()
+        """Push, pull, send again what the centre lost, then fetch the pulled evidence's files; record the
+        outcome in the sync state."""
+        self.report, self._resend = Report(), 0
         try:
             self.push()
             self.pull()
+            if self.reconcile() or self._resend:
+                self.push()
+                self.pull()
             self.download_media()
         except Stopped as stop:
             self._finish(stop.message, stop.needs)
@@ -206,8 +246,8 @@ class Client:
         else:
             self._finish(None)
         with Session(self.engine) as session:
-            self.report.parked = [f"{i.kind} {i.evidence_id}: {i.message}" for i in session.exec(
-                select(OutboxItem).where(OutboxItem.state == outbox.PARKED).order_by(OutboxItem.seq))]
+            self.report.outstanding = {state: [describe(i) for i in found]
+                                       for state, found in outbox.outstanding(session).items()}
         return self.report
 
     def _finish(self, error: str | None, needs: str | None = None) -> None:
@@ -216,18 +256,24 @@ class Client:
             state = session.get(SyncState, 1)
             if state is None:
                 return
-            state.last_attempt_at, state.last_error, state.needs = utcnow(), error, needs
+            now = utcnow()
+            if state.last_attempt_at is not None and now < clock.aware(state.last_attempt_at):
+                state.clock_offset = None  # this device's clock has gone back since it was learned: it no longer holds
+            state.last_attempt_at, state.last_error, state.needs = now, error, needs
             if error is None:
                 state.last_success_at = state.last_attempt_at
+            if self.report.sent_again:
+                state.notice = (f"The centre no longer had {self.report.sent_again} item(s) it had accepted from "
+                                "this device (it may have been restored from a backup); they have been sent again.")
             session.add(state)
 
     def _send(self, method: str, path: str, *, query: dict | None = None, body: Any = None,
-              raw: bytes | None = None) -> Response:
+              raw: bytes | None = None, content_type: str = "application/octet-stream") -> Response:
         """Send one request; a 401 or 426 stops the round with what the person must do."""
         self.report.requests += 1
         data = raw if raw is not None else (None if body is None else json.dumps(body).encode("utf-8"))
         answer = self.transport(method, path, query=query, body=data, headers=headers(
-            self.token, "application/octet-stream" if raw is not None else "application/json"))
+            self.token, content_type if raw is not None else JSON))
         return self._check(answer)
 
     def _check(self, answer: Response) -> Response:
@@ -245,66 +291,94 @@ class Client:
     # --- Push -------------------------------------------------------------------------------------------
 
     def push(self) -> None:
-        """Send queued items in seq order until none is left or no progress is made."""
-        for _ in range(10_000):
-            batch = self._next_batch()
+        """Send every sendable item once, in seq order, batch by batch; an item waits only for what it depends
+        on, so a held or refused one never stops those behind it (G12)."""
+        after = 0
+        for _ in range(100_000):
+            batch = self._next_batch(after)
             if not batch:
                 return
-            self._upload_media(batch)
-            if not self._push_batch(batch):
-                return
+            after = batch[-1].seq
+            ready = self._hold_blocked(batch)
+            if ready:
+                self._upload_media(ready)
+                self._push_batch(ready)
 
-    def _next_batch(self) -> list[Any]:
-        """Return the next items to send, oldest first, as plain rows (id, seq, kind, payload, state)."""
+    def _next_batch(self, after: int) -> list["Queued"]:
+        """Return the next sendable items after a seq, oldest first, each payload as the JSON text stored."""
         with Session(self.engine) as session:
-            return list(session.exec(select(OutboxItem.item_id, OutboxItem.seq, OutboxItem.kind, OutboxItem.payload,
-                                            OutboxItem.state).where(col(OutboxItem.state).in_(
-                (outbox.PENDING, outbox.ATTEMPTED, outbox.HELD))).order_by(OutboxItem.seq).limit(self.batch)))
+            return [Queued(*row) for row in session.exec(select(
+                OutboxItem.item_id, OutboxItem.seq, OutboxItem.kind, type_coerce(OutboxItem.payload, Text),
+                OutboxItem.state, OutboxItem.code, OutboxItem.attempts, OutboxItem.evidence_id).where(
+                col(OutboxItem.state).in_(outbox.SENDABLE), OutboxItem.seq > after)
+                .order_by(OutboxItem.seq).limit(self.batch))]
 
-    def _push_batch(self, batch: list[Any]) -> bool:
-        """Push one batch; return whether any item was settled (so another round is worth making)."""
+    def _hold_blocked(self, batch: list[Any]) -> list[Any]:
+        """Keep back the changes queued after a refused or conflicting one on the same evidence; return the rest."""
+        with transaction(self.engine) as session:
+            blocking = outbox.blockers(session)
+            held, ready = [], []
+            for item in batch:
+                first = blocking.get(item.evidence_id)
+                if first is not None and first.seq < item.seq:
+                    held.append({"key": item.item_id, "state": outbox.HELD, "acknowledged": False, "sent_at": None,
+                                 **_blocked_by(first)})
+                else:
+                    ready.append(item)
+            outbox.record_answers(session, held)
+        return ready
+
+    def _push_batch(self, batch: list[Any], retry: bool = False) -> None:
+        """Push one batch and record each item's verdict."""
         with transaction(self.engine) as session:  # marked attempted, and committed, before sending (G5)
             outbox.mark_attempted(session, [i.item_id for i in batch])
-        body = {"items": [{"item_id": str(i.item_id), "seq": i.seq, "kind": i.kind, "payload": i.payload}
-                          for i in batch]}
-        answer = self._send("POST", "/api/v1/push", body=body)
+        # The payloads go as the JSON text the outbox stores: the same values, without reading each one and
+        # writing it again.
+        items = ",".join(f'{{"item_id":"{i.item_id}","seq":{i.seq},"kind":{json.dumps(i.kind)},"payload":{i.raw}}}'
+                         for i in batch)
+        answer = self._send("POST", "/api/v1/push", raw=f'{{"items":[{items}]}}'.encode(), content_type=JSON)
         found = answer.json()
+        if (limit := _smaller_limit(answer, found, len(batch))) is not None:
+            # An older centre takes fewer items at once and applied none of these: send them in its batch size.
+            self.batch = limit
+            for start in range(0, len(batch), limit):
+                self._push_batch(batch[start:start + limit], retry)
+            return
         verdicts = found.get("verdicts") if answer.status == 200 and isinstance(found, dict) else None
         if not isinstance(verdicts, list):
             raise Unreachable(f"the centre's answer to a push was not a list of verdicts (HTTP {answer.status})")
         by_id = {str(v.get("item_id")): v for v in verdicts if isinstance(v, dict)}
-        settled, missing = self._settle(batch, by_id)
-        uploaded = self._upload(missing, force=True) if missing else 0
-        return settled > 0 or uploaded > 0
+        missing = self._settle(batch, by_id)
+        if missing and self._upload(missing, force=True) and not retry:
+            # The centre lacked files these items declare, and has them now: send the items once more.
+            self._push_batch([i for i in batch if by_id.get(str(i.item_id), {}).get("code") == "media_missing"],
+                             retry=True)
 
-    def _settle(self, batch: list[Any], by_id: dict[str, dict]) -> tuple[int, set[str]]:
-        """Record each item's verdict; return how many were settled and which media the centre lacks."""
-        settled, missing, changes = 0, set(), []
+    def _settle(self, batch: list[Any], by_id: dict[str, dict]) -> set[str]:
+        """Record each item's verdict; send again what a held change waits for; return the media the centre lacks."""
+        missing, changes, waiting = set(), [], []
         for sent in batch:
             verdict = by_id.get(str(sent.item_id))
             if verdict is None:
                 continue  # no answer for this item: it stays unsent (G5)
-            kind, code = verdict.get("verdict"), verdict.get("code")
-            state, sent_at = outbox.attempted_state(sent.state), None
-            if kind in ("applied", "duplicate"):
-                state, sent_at = outbox.SENT, utcnow()
-                settled += 1
+            change = _state_for(sent, verdict)
+            if change["state"] == outbox.SENT:
                 self.report.pushed += 1
-            elif kind in ("conflict", "refused") and code not in ("server_busy", "server_error"):
-                state = outbox.PARKED
-                settled += 1
-            elif kind == "held":
-                state = outbox.HELD
-                if code == "media_missing":
-                    missing.update(outbox.media_of(sent.payload))
-            changes.append({"key": sent.item_id, "state": state, "code": code, "message": verdict.get("message"),
-                            "sent_at": sent_at})
+            elif verdict.get("code") == "media_missing":
+                missing.update(sent.media)
+            elif verdict.get("code") == "dependency_missing" and sent.code != "dependency_missing":
+                waiting.append(sent)  # the first time only: what the centre lacks may have been lost there
+            changes.append({"key": sent.item_id, **change})
         with transaction(self.engine) as session:
             outbox.record_answers(session, changes)
-        return settled, missing
+            for held in waiting:
+                chain = outbox.sent_chain(session, held.evidence_id, held.seq) if held.evidence_id else []
+                self._resend += outbox.send_again(session, chain, "Sent again: a later change waited for it at the "
+                                                                  "centre, which no longer had it.")
+        return missing
 
     def _upload_media(self, batch: list[OutboxItem]) -> None:
-        hashes = {h for item in batch for h in outbox.media_of(item.payload)}
+        hashes = {h for item in batch for h in item.media}
         self._upload(hashes)
 
     def _upload(self, hashes: set[str], force: bool = False) -> int:
@@ -381,43 +455,138 @@ class Client:
     # --- Pull -------------------------------------------------------------------------------------------
 
     def pull(self, limit: int | None = None, before_apply: Callable[[dict], None] | None = None) -> None:
-        """Pull pages until the centre has no more, each applied with its cursor in one transaction."""
+        """Pull pages until the centre has no more, each applied with its cursor in one transaction; learn the
+        centre's clock and what it keeps from this device on the way."""
         with Session(self.engine) as session:
             state = session.get(SyncState, 1)
             cursor = state.cursor if state else None
-        rebuilding: dict[str, set] | None = None
-        for _ in range(100_000):
+        for number in range(100_000):
             query = {"limit": limit} if limit else {}
             if cursor is not None:
                 query["after"] = cursor
+            sent_at = utcnow()
             answer = self._send("GET", "/api/v1/pull", query=query)
             page = answer.json()
             if answer.status == 409 and isinstance(page, dict) and page.get("error") == "resync_required":
-                cursor, rebuilding = None, {"candidates": set(), "evidence": set()}
+                cursor = None  # the centre cannot go on from here (restored from a backup?): fetch everything
                 continue
             if answer.status != 200 or not isinstance(page, dict) or "cursor" not in page:
                 raise Unreachable(f"the centre's answer to a pull was not a page (HTTP {answer.status})")
+            if number == 0 or self.centre_holds is None:
+                self._learn(page, sent_at, utcnow())
             if before_apply is not None:
                 before_apply(page)
-            if rebuilding is None and page.get("reset") and cursor is None and _has_state(self.engine):
-                rebuilding = {"candidates": set(), "evidence": set()}
-            self.report.pulled_rows += apply_page(self.engine, page, rebuilding)
+            self.report.pulled_rows += apply_page(self.engine, page)
             cursor = page["cursor"]
             if not page.get("more"):
                 break
-        if rebuilding is not None:
-            self._requeue_missing(rebuilding)
 
-    def _requeue_missing(self, seen: dict[str, set]) -> None:
-        """After a rebuild, queue again this device's evidence the centre no longer has (G10)."""
+    def _learn(self, page: dict, sent_at: datetime, received_at: datetime) -> None:
+        """Keep the centre's clock against this device's (G24), and what the centre keeps from it (G21)."""
+        held = page.get("acknowledged")
+        self.centre_holds = held if isinstance(held, dict) else None
+        try:
+            centre = datetime.fromisoformat(str(page["now"]))
+        except (KeyError, ValueError):
+            return  # an older centre: the device does not judge dates by its own clock alone
+        offset = (clock.aware(centre) - (sent_at + (received_at - sent_at) / 2)).total_seconds()
         with transaction(self.engine) as session:
             state = session.get(SyncState, 1)
-            unsent = outbox.unsent_evidence(session)
-            mine = session.exec(select(Evidence.id).where(Evidence.created_by_id == state.user_id,
-                                                          col(Evidence.candidate_id).in_(seen["candidates"])))
-            for evidence_id in mine:
-                if str(evidence_id) not in seen["evidence"] and evidence_id not in unsent:
-                    outbox.requeue(session, evidence_id)
+            if state is not None:  # with this device's time it was learned at, to tell if the clock goes back
+                state.clock_offset, state.last_attempt_at = offset, received_at
+                session.add(state)
+
+    def reconcile(self) -> int:
+        """Check that the centre still keeps every answer it gave this device, and queue again, under their own
+        ids, the items it no longer has (a restore from backup, a lost disk); return how many (G21)."""
+        if self.centre_holds is None:
+            return 0
+        with Session(self.engine) as session:
+            mine = outbox.acknowledged_ids(session)
+        if acknowledged_digest(mine) == {"count": self.centre_holds.get("count"),
+                                         "digest": self.centre_holds.get("digest")}:
+            return 0
+        answer = self._send("POST", "/api/v1/receipts", body={"item_ids": [str(i) for i in mine]})
+        found = answer.json()
+        lost = found.get("missing") if answer.status == 200 and isinstance(found, dict) else None
+        if not isinstance(lost, list):
+            raise Unreachable(f"the centre's answer to a receipt check was not a list (HTTP {answer.status})")
+        with transaction(self.engine) as session:
+            count = outbox.send_again(session, [uuid.UUID(str(i)) for i in lost],
+                                      "Sent again: the centre no longer had it (it may have been restored from a "
+                                      "backup).")
+        self.report.sent_again += count
+        return count
+
+
+@dataclass(frozen=True)
+class Queued:
+    """An item about to be pushed, its payload as the JSON text the outbox stores."""
+
+    item_id: uuid.UUID
+    seq: int
+    kind: str
+    text: str | None
+    state: str
+    code: str | None
+    attempts: int
+    evidence_id: uuid.UUID | None
+
+    @property
+    def raw(self) -> str:
+        """Return the payload as JSON text."""
+        return "null" if self.text is None else self.text
+
+    @property
+    def payload(self) -> Any:
+        """Return the payload as data."""
+        return json.loads(self.raw)
+
+    @property
+    def media(self) -> set[str]:
+        """Return the files the payload declares; a payload that names no sha256 declares none, unread."""
+        return outbox.media_of(self.payload) if 'sha256"' in self.raw else set()
+
+
+def _smaller_limit(answer: Response, found: Any, sent: int) -> int | None:
+    """Return the centre's own batch limit if it refused a batch as too large, else None."""
+    if answer.status != 413 or not isinstance(found, dict) or found.get("error") != "batch_too_large":
+        return None
+    limit = found.get("limit")
+    return limit if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < sent else None
+
+
+def _state_for(sent: Any, verdict: dict) -> dict[str, Any]:
+    """Return how a verdict leaves an item: accepted, waiting, for the assessor, or to be sent again."""
+    kind, code, message = verdict.get("verdict"), verdict.get("code"), verdict.get("message")
+    # A centre older than the "kept" field keeps every applied, refused and conflict answer but these.
+    kept = verdict.get("kept", kind in ("applied", "duplicate", "refused", "conflict")
+                       and code not in ("server_busy", "server_error", "item_changed", "item_id_in_use", "seq_reused"))
+    change = {"state": outbox.attempted_state(sent.state), "code": code, "message": message, "sent_at": None,
+              "acknowledged": bool(kept)}
+    if kind in ("applied", "duplicate"):
+        change.update(state=outbox.SENT, sent_at=utcnow())
+    elif kind == "conflict":
+        change["state"] = outbox.CONFLICT
+    elif kind == "refused" and code not in ("server_busy", "server_error"):
+        change["state"] = outbox.PARKED
+    elif kind == "refused" and code == "server_error" and sent.attempts >= MAX_SERVER_ERRORS:
+        # Tried and failed at the centre again and again: it will not store this item by itself (G25).
+        change.update(state=outbox.PARKED, message=f"The centre failed to store this item {sent.attempts} times. "
+                                                   "Tell the centre's administrator (the error is in its log); "
+                                                   "the item stays here until it is sent or you discard it.")
+    elif kind == "held":
+        change["state"] = outbox.HELD
+    return change
+
+
+def _blocked_by(first: OutboxItem) -> dict[str, str]:
+    """Say why a change waits for an earlier one on the same evidence that the assessor has to settle."""
+    if first.state == outbox.CONFLICT:
+        return {"code": "conflict_open", "message": "Waits until you resolve the conflict on this evidence "
+                                                    "(on the Sync page)."}
+    return {"code": "waits_for_refused", "message": f"Waits for item {first.seq} on the same evidence, which the "
+                                                    "centre refused: correct or discard it on the Sync page."}
 
 
 def _has_state(engine: Engine) -> bool:
@@ -459,12 +628,16 @@ def _convert(table: Any, row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def apply_page(engine: Engine, page: dict[str, Any], seen: dict[str, set] | None = None) -> int:
-    """Upsert a page's rows and write its cursor, all in one local transaction (G9, G11); return rows applied."""
+def apply_page(engine: Engine, page: dict[str, Any]) -> int:
+    """Upsert a page's rows and write its cursor, all in one local transaction (G9, G11); return rows applied.
+
+    Evidence with unsent changes here is not overwritten; where the centre kept one of them as a conflict, its
+    own copy is kept beside this device's, for the assessor to compare and decide (G13)."""
     applied = 0
     tables = page.get("tables") or {}
     with transaction(engine) as session:
         keep = outbox.unsent_evidence(session)
+        _copy_conflicts(session, tables, outbox.conflicted_evidence(session))
         keep_versions = _versions_of(session, keep, tables.get("evidenceversion", []))
         removed = page.get("removed") or {}
         if removed.get("candidate"):
@@ -486,15 +659,28 @@ def apply_page(engine: Engine, page: dict[str, Any], seen: dict[str, set] | None
                 value.pop("password_hash", None)  # never received; the device keeps its own
             _upsert_all(session, table, values)
             applied += len(values)
-            if seen is not None and name == "candidate":
-                seen["candidates"].update(uuid.UUID(r["id"]) for r in rows)
-            if seen is not None and name == "evidence":
-                seen["evidence"].update(str(r["id"]) for r in rows)
         state = session.get(SyncState, 1)
         if state is not None:
             state.cursor = page.get("cursor")
             session.add(state)
     return applied
+
+
+def _copy_conflicts(session: Session, tables: dict[str, list], conflicted: set[uuid.UUID]) -> None:
+    """Keep the centre's copy of each piece of evidence this device holds a conflict on, rows table by table."""
+    for raw in tables.get("evidence") or []:
+        evidence_id = uuid.UUID(str(raw["id"]))
+        if evidence_id not in conflicted:
+            continue
+        versions = [v for v in tables.get("evidenceversion") or [] if uuid.UUID(str(v["evidence_id"])) == evidence_id]
+        ids = {str(v["id"]) for v in versions}
+        rows = {"evidence": [raw], "evidenceversion": versions} | {
+            name: [r for r in tables.get(name) or [] if str(r.get("version_id")) in ids] for name in EVIDENCE_CHILDREN}
+        current = next((v for v in versions if v["number"] == raw["current_version"]), None)
+        if current is None:
+            continue
+        session.merge(ConflictCopy(evidence_id=evidence_id, centre_hash=current["content_hash"],
+                                   centre_version=current["number"], rows=rows, pulled_at=utcnow()))
 
 
 def _drop_replaced_versions(session: Session, tables: dict[str, list], keep: set[uuid.UUID]) -> None:

@@ -5,12 +5,14 @@ import os
 import random
 import threading
 import uuid
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from tracker import clock
 from tracker.db import make_engine, transaction, upgrade
 from tracker.models import OutboxItem, SyncState, User, new_id
 
@@ -61,28 +63,42 @@ def database_engine(url: str) -> Engine:
 class EnrolFailed(Exception):
     """The centre refused to enrol this device, with its reason."""
 
+    def __init__(self, message: str, code: str | None = None):
+        super().__init__(message)
+        self.code = code
+
 
 def enrol(engine: Engine, instance: Path, server: str, email: str, password: str, name: str = "Field device",
           transport: Transport | None = None, storage: Any = None) -> Report:
-    """Register the device with the centre, set up its database, pull the caseload and its files, keep the sign-in."""
+    """Register the device with the centre, set up its database, pull the caseload and its files, keep the sign-in.
+
+    Signing in again (the sign-in ran out, a new password, access allowed back after a withdrawal) continues the same
+    device: its id, its queue and its place in the centre's changes (G23). Only a device with nothing unsent may
+    be handed to another person, who then starts it afresh.
+    """
     from tracker.services.people import hash_password
 
     transport = transport or HttpTransport(server)
-    device_id = new_id()
-    body = json.dumps({"email": email, "password": password, "device_id": str(device_id), "name": name})
-    try:
-        answer = transport("POST", "/api/v1/devices", body=body.encode("utf-8"), headers=headers())
-    except Unreachable as exc:
-        raise EnrolFailed(f"The centre at {server} could not be reached: {exc}.") from None
-    found = answer.json()
-    if answer.status != 201 or not isinstance(found, dict) or "token" not in found:
-        reason = found.get("message") or found.get("error") if isinstance(found, dict) else None
-        raise EnrolFailed(reason or f"The centre refused to enrol this device (HTTP {answer.status}).")
     upgrade(engine)
+    with Session(engine) as session:
+        state = session.get(SyncState, 1)
+        unsent = outbox.status(session)["pending"]
+    try:
+        found = _register(transport, server, email, password, state.device_id if state else new_id(), name)
+    except EnrolFailed as failed:
+        if failed.code != "device_of_another_person":
+            raise
+        if unsent:
+            raise EnrolFailed(f"This device holds {unsent} item(s) another person recorded and has not sent yet. "
+                              "They must sign in on it and sync before it is handed over.") from None
+        found = _register(transport, server, email, password, new_id(), name)  # handed over: a new device
+    user_id = uuid.UUID(found["user"]["id"])
     with transaction(engine) as session:
-        state = session.get(SyncState, 1) or SyncState(device_id=device_id, server_url=server)
-        state.device_id, state.server_url, state.cursor = device_id, server, None
-        state.user_id = uuid.UUID(found["user"]["id"])
+        state = session.get(SyncState, 1) or SyncState(device_id=uuid.UUID(found["device_id"]), server_url=server)
+        if str(state.device_id) != found["device_id"] or state.server_url != server or state.user_id != user_id:
+            state.cursor = None  # another centre, person or identity: fetch everything
+        state.device_id, state.server_url, state.user_id = uuid.UUID(found["device_id"]), server, user_id
+        state.needs = None
         session.add(state)
     save_token(instance, found["token"])
     write_field_config(instance, server)
@@ -95,6 +111,41 @@ def enrol(engine: Engine, instance: Path, server: str, email: str, password: str
             session.add(user)
     client.download_media()  # last: the device can be signed in to while the caseload's files arrive
     return client.report
+
+
+def _register(transport: Transport, server: str, email: str, password: str, device_id: uuid.UUID,
+              name: str) -> dict[str, Any]:
+    """Sign the person in with the centre as this device; return the centre's answer (token, device, person)."""
+    body = json.dumps({"email": email, "password": password, "device_id": str(device_id), "name": name})
+    try:
+        answer = transport("POST", "/api/v1/devices", body=body.encode("utf-8"), headers=headers())
+    except Unreachable as exc:
+        raise EnrolFailed(f"The centre at {server} could not be reached: {exc}.") from None
+    found = answer.json()
+    if answer.status != 201 or not isinstance(found, dict) or "token" not in found:
+        reason = found.get("message") or found.get("error") if isinstance(found, dict) else None
+        raise EnrolFailed(reason or f"The centre refused to enrol this device (HTTP {answer.status}).",
+                          found.get("error") if isinstance(found, dict) else None)
+    return found
+
+
+def centre_days(engine: Engine) -> tuple[date, date]:
+    """Return the centre's day by its clock as last learned, and the last day this device accepts an activity on.
+
+    A device's own clock can be months wrong, so it never decides "in the future" alone: it judges by the centre's
+    clock with a day's leeway, or, before it has learned it, not at all; the centre has the last word (G24).
+    """
+    with Session(engine) as session:
+        state = session.get(SyncState, 1)
+    if state is None or state.clock_offset is None:
+        return clock.today(), date.max
+    learned = clock.aware(state.last_attempt_at) if state.last_attempt_at else None
+    if learned is not None and clock.now() < learned:
+        # The clock has gone back since the offset was learned, so the offset no longer holds: the centre's day is
+        # at least the one it was then, and only the centre can say what is in the future.
+        return clock.day_of(learned + timedelta(seconds=state.clock_offset)), date.max
+    today = clock.day_of(clock.now() + timedelta(seconds=state.clock_offset))
+    return today, today + timedelta(days=1)
 
 
 def pending_count(engine: Engine) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from tracker import clock
 from tracker.errors import Refusal
 from tracker.models import (
     AuditEntry,
@@ -27,7 +28,10 @@ from tracker.models import (
 )
 
 PENDING, ATTEMPTED, HELD, PARKED, SENT, DISCARDED = "pending", "attempted", "held", "parked", "sent", "discarded"
-UNSENT = (PENDING, ATTEMPTED, HELD, PARKED)
+CONFLICT = "conflict"  # the centre keeps this change beside a newer version: a person decides (G13)
+UNSENT = (PENDING, ATTEMPTED, HELD, PARKED, CONFLICT)
+SENDABLE = (PENDING, ATTEMPTED, HELD)
+SETTLED_BY_PERSON = (PARKED, CONFLICT)  # stay until the assessor discards or resolves them
 QUEUED = ("evidence.captured", "evidence.revised", "evidence.signed", "evidence.submitted", "evidence.edited")
 NOT_SYNCED = ("evidence.accepted", "evidence.referred")
 _KEY = "tracker.outbox.entries"
@@ -61,8 +65,12 @@ def _forget(session: Session) -> None:
 @event.listens_for(Session, "before_commit")
 def _queue(session: Session) -> None:
     """Turn this transaction's evidence changes into outbox items, in the same transaction."""
-    if not _watched(session):
-        return
+    if _watched(session):
+        queue_now(session)
+
+
+def queue_now(session: Session) -> None:
+    """Queue the evidence changes made so far in this transaction, so that what is queued next follows them."""
     session.flush()
     entries = [e for e in session.info.pop(_KEY, []) if sa_inspect(e).persistent]
     if entries:
@@ -127,9 +135,12 @@ def _edit_draft(session: Session, evidence_id: uuid.UUID) -> None:
 
 
 def _content(session: Session, version: EvidenceVersion) -> dict[str, Any]:
-    from tracker.services.evidence import _content_of
+    from tracker.services.evidence import content_of
 
-    return _content_of(session, version).model_dump(mode="json")
+    content = content_of(session, version).model_dump(mode="json")
+    # When the version was made by this device's clock: kept by the centre as metadata, never used to order (G24).
+    content["captured_at"] = content.get("captured_at") or clock.aware(version.created_at).isoformat()
+    return content
 
 
 def _signatures(version: EvidenceVersion) -> list[dict[str, Any]]:
@@ -150,9 +161,11 @@ def capture_payload(session: Session, evidence_id: uuid.UUID) -> dict[str, Any]:
 
 
 def revise_payload(session: Session, version: EvidenceVersion) -> dict[str, Any]:
-    """Return the evidence.revise payload for a stored version."""
+    """Return the evidence.revise payload for a stored version, naming the version it replaces by its hash (G4)."""
+    base = session.get(EvidenceVersion, version.replaces_id) if version.replaces_id else None
     return {"evidence_id": str(version.evidence_id), "base_version": version.number - 1,
-            "content": _content(session, version), "signatures": _signatures(version)}
+            "base_hash": base.content_hash if base else None, "content": _content(session, version),
+            "signatures": _signatures(version)}
 
 
 def sign_payload(session: Session, entry: AuditEntry) -> dict[str, Any]:
@@ -178,17 +191,10 @@ def media_of(payload: dict[str, Any]) -> list[str]:
     return list(dict.fromkeys(hashes))
 
 
-def requeue(session: Session, evidence_id: uuid.UUID) -> list[OutboxItem]:
-    """Queue a piece of evidence again from scratch (the centre no longer has it): capture, then each revision."""
-    versions = list(session.exec(select(EvidenceVersion).where(EvidenceVersion.evidence_id == evidence_id)
-                                 .order_by(EvidenceVersion.number)))
-    items = [_add(session, "evidence.capture", evidence_id, capture_payload(session, evidence_id))]
-    items += [_add(session, "evidence.revise", evidence_id, revise_payload(session, v)) for v in versions[1:]]
-    evidence = session.get(Evidence, evidence_id)
-    if evidence.status != Status.DRAFT and versions and versions[0].submitted_at is None and len(versions) == 1:
-        items.append(_add(session, "evidence.submit", evidence_id, {
-            "evidence_id": str(evidence_id), "version": 1, "content_hash": versions[0].content_hash}))
-    return items
+def conflicted_evidence(session: Session) -> set[uuid.UUID]:
+    """Return the evidence this device holds a conflict on: the centre kept a newer version beside its change."""
+    return set(session.exec(select(OutboxItem.evidence_id).where(OutboxItem.state == CONFLICT,
+                                                                 col(OutboxItem.evidence_id).is_not(None))))
 
 
 def unsent_evidence(session: Session) -> set[uuid.UUID]:
@@ -198,12 +204,54 @@ def unsent_evidence(session: Session) -> set[uuid.UUID]:
 
 
 def status(session: Session) -> dict[str, Any]:
-    """Return the queue at a glance: items not yet accepted, parked ones, the oldest waiting."""
+    """Return the queue at a glance: items not yet accepted, those needing the assessor, the oldest waiting."""
     rows = session.exec(select(OutboxItem.state, func.count(), func.min(OutboxItem.created_at))
                         .where(col(OutboxItem.state).in_(UNSENT)).group_by(OutboxItem.state)).all()
     counts = {state: n for state, n, _ in rows}
     oldest = min((at for _, _, at in rows if at is not None), default=None)
-    return {"pending": sum(counts.values()), "parked": counts.get(PARKED, 0), "oldest": oldest}
+    return {"pending": sum(counts.values()), "parked": counts.get(PARKED, 0) + counts.get(CONFLICT, 0),
+            "oldest": oldest, "counts": counts}
+
+
+def outstanding(session: Session) -> dict[str, list[OutboxItem]]:
+    """Return every item not yet accepted, by what it waits for: unsent, held, refused, conflict (G22)."""
+    found: dict[str, list[OutboxItem]] = {"unsent": [], "held": [], "refused": [], "conflict": []}
+    names = {PENDING: "unsent", ATTEMPTED: "unsent", HELD: "held", PARKED: "refused", CONFLICT: "conflict"}
+    for item in session.exec(select(OutboxItem).where(col(OutboxItem.state).in_(UNSENT)).order_by(OutboxItem.seq)):
+        found[names[item.state]].append(item)
+    return found
+
+
+def blockers(session: Session) -> dict[uuid.UUID, OutboxItem]:
+    """Return, per piece of evidence, its earliest item the centre refused or kept as a conflict: the changes
+    queued after it on the same evidence wait for the assessor to settle it (G12, G13)."""
+    found: dict[uuid.UUID, OutboxItem] = {}
+    for item in session.exec(select(OutboxItem).where(col(OutboxItem.state).in_(SETTLED_BY_PERSON),
+                                                      col(OutboxItem.evidence_id).is_not(None))
+                             .order_by(OutboxItem.seq)):
+        found.setdefault(item.evidence_id, item)
+    return found
+
+
+def acknowledged_ids(session: Session) -> list[uuid.UUID]:
+    """Return the items the centre said it keeps an answer to, from this device (G21)."""
+    return list(session.exec(select(OutboxItem.item_id).where(col(OutboxItem.acknowledged).is_(True))))
+
+
+def send_again(session: Session, item_ids: list[uuid.UUID], reason: str) -> int:
+    """Queue items again, unchanged and under their own ids, that the centre no longer holds; return how many."""
+    if not item_ids:
+        return 0
+    table = OutboxItem.__table__
+    done = session.execute(update(table).where(table.c.item_id.in_(item_ids)).values(
+        state=PENDING, acknowledged=False, attempts=0, code="sent_again", message=reason))
+    return done.rowcount
+
+
+def sent_chain(session: Session, evidence_id: uuid.UUID, before_seq: int) -> list[uuid.UUID]:
+    """Return the items sent earlier for a piece of evidence: what a held change on it may be waiting for."""
+    return list(session.exec(select(OutboxItem.item_id).where(
+        OutboxItem.evidence_id == evidence_id, OutboxItem.seq < before_seq, OutboxItem.state == SENT)))
 
 
 def attempted_state(state: str) -> str:
@@ -220,10 +268,12 @@ def mark_attempted(session: Session, item_ids: list[uuid.UUID]) -> None:
 
 
 def record_answers(session: Session, answers: list[dict[str, Any]]) -> None:
-    """Store the centre's answers (``key``, ``state``, ``code``, ``message``, ``sent_at``), one statement for all."""
+    """Store the centre's answers (``key``, ``state``, ``code``, ``message``, ``sent_at``, ``acknowledged``), one
+    statement for all."""
     if not answers:
         return
     table = OutboxItem.__table__
     session.execute(update(table).where(table.c.item_id == bindparam("key")).values(
         state=bindparam("state"), code=bindparam("code"), message=bindparam("message"),
+        acknowledged=bindparam("acknowledged"),
         sent_at=func.coalesce(bindparam("sent_at", type_=table.c.sent_at.type), table.c.sent_at)), answers)

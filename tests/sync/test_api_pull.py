@@ -1,11 +1,14 @@
 """Pulling over real HTTP: the scoped snapshot, tiny when nothing changed, cursors the centre cannot honour."""
+import hashlib
 import json
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
 from api_support import Device
+from support.factories import NOW
 from sync_support import capture, evidence_id
 from tracker.models import AuditHead, CandidateAssignment
 from tracker.services import deletions, evidence, people
@@ -71,13 +74,15 @@ def test_another_assessors_candidates_are_never_pulled(caseload, params):
 
 
 def test_second_pull_with_no_changes_is_tiny(caseload):
-    """Nothing changed: the same cursor, nothing else, well under 1 KB."""
+    """Nothing changed: the same cursor, the centre's clock and what it holds from the device, well under 1 KB."""
     _tables, _removed, cursor = caseload.pull_all()
     answer = caseload.pull(cursor)
     assert answer.status_code == 200
     assert len(answer.content) < 1024
-    assert answer.json() == {"cursor": cursor, "more": False, "reset": False, "tables": {},
-                             "removed": {"candidate": []}}
+    found = answer.json()
+    assert abs(datetime.fromisoformat(found.pop("now")) - NOW) < timedelta(minutes=1)  # the centre's clock
+    assert found == {"cursor": cursor, "more": False, "reset": False, "tables": {}, "removed": {"candidate": []},
+                     "acknowledged": {"count": 0, "digest": hashlib.sha256(b"").hexdigest()}}
 
 
 def test_change_on_the_centre_appears_in_the_next_pull(caseload, session, factory):

@@ -118,7 +118,9 @@ def test_malformed_items_are_refused_one_by_one(signed_in, session, factory, jun
 
 def test_batch_over_the_limit_is_413(signed_in):
     """More items than the centre's limit: 413 batch_too_large, nothing applied."""
-    answer = signed_in.push([{}] * 201)
+    from tracker.web.api import BATCH_ITEMS
+
+    answer = signed_in.push([{}] * (BATCH_ITEMS + 1))
     assert answer.status_code == 413 and answer.json()["error"] == "batch_too_large"
 
 

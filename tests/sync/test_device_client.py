@@ -1,4 +1,5 @@
 """The device's sync client: strict acknowledgements (G5), parking, stop answers, FIFO, pulls applied whole."""
+import hashlib
 import json
 import uuid
 
@@ -148,6 +149,31 @@ def test_a_sync_with_nothing_to_do_is_one_pull(tablet):
     assert report.ok and tablet.centre.requests == [("GET", "/api/v1/pull")]
 
 
+class SmallCentre:
+    """A centre that takes at most ``limit`` items per push, as an older centre does, and counts what it is sent."""
+
+    def __init__(self, inner, limit: int):  # noqa: ANN001
+        self.inner, self.limit, self.sizes = inner, limit, []
+
+    def __call__(self, method: str, path: str, **kw):  # noqa: ANN204
+        """Refuse a push of more than the limit as the centre's API does; pass anything else on."""
+        if path == "/api/v1/push":
+            self.sizes.append(len(json.loads(kw["body"])["items"]))
+            if self.sizes[-1] > self.limit:
+                return json_answer(413, {"error": "batch_too_large", "message": "Send at most 2 items at a time.",
+                                         "limit": self.limit})
+        return self.inner(method, path, **kw)
+
+
+def test_a_centre_taking_smaller_batches_gets_every_item_in_its_size(tablet, field, factory, session):
+    ids = [capture(tablet, field, factory) for _ in range(5)]
+    centre = SmallCentre(tablet.centre, 2)
+    assert tablet.client(centre).sync().ok
+    assert centre.sizes == [5, 2, 2, 1]
+    assert [i.state for i in items(tablet)] == ["sent"] * 5
+    assert all(on_centre(session, evidence_id) == 1 for evidence_id in ids)
+
+
 # --- Pull ----------------------------------------------------------------------------------------------------
 
 
@@ -248,26 +274,36 @@ def test_evidence_deleted_at_the_centre_leaves_the_device_unless_it_has_unsent_c
     assert parked and parked[-1].code == "deleted" and "deleted at the centre" in parked[-1].message
 
 
-def test_resync_required_rebuilds_and_requeues_what_the_centre_lost(tablet, field, factory, session):
-    """G10: a centre restored from backup lost evidence the device had sent; the device sends it again."""
+def test_resync_required_rebuilds_and_sends_again_what_the_centre_lost(tablet, field, factory, session):
+    """G10, G21: a centre restored from backup lost evidence the device had sent; the device fetches everything
+    again and queues the very item it had sent (its own id), without dropping its copy."""
     evidence_id = capture(tablet, field, factory)
     assert tablet.client().sync().ok
+    (sent,) = items(tablet)
     calls = []
 
-    def restored(method, path, *, query=None, **kw):
-        calls.append(dict(query or {}))
+    def restored(method, path, *, query=None, body=None, **kw):
+        calls.append((path, dict(query or {})))
         if path == "/api/v1/pull" and "after" in (query or {}):
             return json_answer(409, {"error": "resync_required", "message": "Start again."})
         if path == "/api/v1/pull":  # the restored centre's full snapshot: the candidate, without the evidence
             return json_answer(200, nothing_to_do("2") | {"reset": True, "tables": {
-                "candidate": [r for r in rows_of(session, "candidate") if r["id"] == str(field.candidate.id)]}})
-        return tablet.centre(method, path, query=query, **kw)
+                "candidate": [r for r in rows_of(session, "candidate") if r["id"] == str(field.candidate.id)]},
+                "acknowledged": {"count": 0, "digest": hashlib.sha256(b"").hexdigest()}})
+        if path == "/api/v1/receipts":  # it keeps no receipt of anything
+            return json_answer(200, {"missing": json.loads(body)["item_ids"]})
+        return tablet.centre(method, path, query=query, body=body, **kw)
 
-    tablet.client(restored).pull()
-    assert "after" not in calls[-1]
-    requeued = [i for i in items(tablet) if i.state == "pending"]
-    assert [(i.kind, i.evidence_id) for i in requeued] == [("evidence.capture", evidence_id)]
+    client = tablet.client(restored)
+    client.pull()
+    assert client.reconcile() == 1
+    assert [p for p, q in calls if p == "/api/v1/pull"][-1:] and "after" not in calls[-2][1]
+    (again,) = items(tablet)
+    assert (again.item_id, again.state, again.acknowledged, again.code) == (sent.item_id, "pending", False,
+                                                                             "sent_again")
     assert state(tablet).cursor == "2"
+    with Session(tablet.engine) as s:
+        assert s.get(Evidence, evidence_id) is not None  # the device's copy stays
 
 
 # --- Background sync --------------------------------------------------------------------------------------------

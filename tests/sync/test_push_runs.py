@@ -28,7 +28,7 @@ GOOD_DAYS = range_key("Person-centred tools", "good days and bad days")  # a ran
 
 def _one_by_one(monkeypatch) -> None:
     """Apply every item on its own, as the centre did before runs were written together."""
-    monkeypatch.setattr(sync.centre.push._Run, "takes", lambda self, index, item, expected: False)
+    monkeypatch.setattr(sync.centre.push._Run, "takes", lambda self, index, item: False)
 
 
 def _payloads(factory, field) -> list[dict]:  # noqa: ANN001

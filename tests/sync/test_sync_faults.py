@@ -97,17 +97,20 @@ def _failing_once(monkeypatch, error: Exception) -> None:
     pytest.param(RuntimeError("a bug"), id="bug"),
 ])
 def test_failure_inside_an_item_undoes_only_that_item(field, session, factory, monkeypatch, caplog, error):
-    """The failed item is rolled back whole and answered "server_error"; later items wait; the retry applies all."""
+    """The failed item is rolled back whole and answered "server_error"; the items behind it do not wait for it
+    (G12, G25); the retry applies it, once."""
     batch = [capture(factory, field.candidate, 1), capture(factory, field.candidate, 2)]
     before = snapshot(session)
     _failing_once(monkeypatch, error)
     answers = push(session, field.device, field.assessor, batch)
-    assert [(a.verdict, a.code) for a in answers] == [("refused", "server_error"), ("held", "gap")]
+    assert [(a.verdict, a.code) for a in answers] == [("refused", "server_error"), ("applied", None)]
     assert "nothing has been lost" in answers[0].message
-    assert snapshot(session) == before
+    assert count(session, Evidence, Evidence.id == evidence_id(batch[0])) == 0
+    assert count(session, Evidence, Evidence.id == evidence_id(batch[1])) == 1
     assert "failed" in caplog.text
-    assert verdicts(push(session, field.device, field.assessor, batch)) == ["applied", "applied"]
+    assert verdicts(push(session, field.device, field.assessor, batch)) == ["applied", "duplicate"]
     assert count(session, Evidence, Evidence.id == evidence_id(batch[0])) == 1
+    assert snapshot(session)["Evidence"] == before["Evidence"] + 2
 
 
 def test_a_run_that_cannot_be_written_together_is_applied_item_by_item(field, session, factory, monkeypatch,

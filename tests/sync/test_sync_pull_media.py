@@ -19,13 +19,25 @@ def test_cursor_round_trips_and_refuses_what_it_did_not_make(field):
     user = field.assessor.id
     cursor = pull.Cursor(user, 3, 9, None, "abc")
     assert pull.parse_cursor(str(cursor), user, 9) == cursor
-    for bad in (str(cursor).replace("1.", "2.", 1), f"1.{user.hex}.9.3..abc", str(pull.Cursor(uuid.uuid4(), 3, 9,
+    for bad in ("9" + str(cursor)[1:], f"1.{user.hex}.9.3..abc", str(pull.Cursor(uuid.uuid4(), 3, 9,
                                                                                                 None, "abc"))):
         with pytest.raises(pull.ResyncRequired):
             pull.parse_cursor(bad, user, 9)
     with pytest.raises(pull.ResyncRequired):
         pull.parse_cursor(str(cursor), user, 8)  # ahead of the server
     assert pull.parse_cursor(None, user, 0) is None
+    assert pull.parse_cursor(f"1.{user.hex}.3.9..abc", user, 9) == pull.Cursor(user, 3, 9, None, "abc")  # older devices
+
+
+def test_cursor_from_before_a_restore_is_refused(field, session, factory):
+    """A cursor whose mark is not the centre's audit hash at its end was made by a centre since restored."""
+    head = pull.head_seq(session)
+    good = pull.Cursor(field.assessor.id, None, head, None, pull.packs_fingerprint(session),
+                       pull.mark_at(session, head))
+    assert pull.parse_cursor(str(good), field.assessor.id, head, session) == good
+    forged = pull.Cursor(field.assessor.id, None, head, None, good.packs, "0" * len(good.mark))
+    with pytest.raises(pull.ResyncRequired, match="restored"):
+        pull.parse_cursor(str(forged), field.assessor.id, head, session)
 
 
 def test_pull_sends_every_in_scope_candidate_once_across_pages(field, session, factory):

@@ -151,7 +151,8 @@ def test_out_of_order_arrival_is_held_then_applied_as_in_order(field, session, f
     """Test 8: items 1, 2, 3 arrive as 3, then 1, then 2 (with 3 resent): held, then the in-order result."""
     one, two, three = _create_and_two_revisions(factory, field)
     held = push(session, field.device, field.assessor, [three])
-    assert [(a.verdict, a.code) for a in held] == [("held", "gap")]
+    assert [(a.verdict, a.code) for a in held] == [("held", "dependency_missing")]
+    assert "has not reached the centre yet" in held[0].message
     assert count(session, SyncReceipt) == 0
     assert verdicts(push(session, field.device, field.assessor, [one])) == ["applied"]
     assert verdicts(push(session, field.device, field.assessor, [two, three])) == ["applied", "applied"]
@@ -170,12 +171,16 @@ def test_a_batch_sent_out_of_order_is_applied_in_seq_order(field, session, facto
     assert answers[0].result["version"] == 3
 
 
-def test_a_gap_holds_everything_after_it(field, session, factory):
-    """Items after a missing one are held, not applied out of order, and not kept."""
-    answers = push(session, field.device, field.assessor, [capture(factory, field.candidate, s) for s in (2, 3)])
-    assert [(a.verdict, a.code) for a in answers] == [("held", "gap")] * 2
-    assert "waits for item 1" in answers[0].message
-    assert count(session, Evidence) == 0
+def test_items_wait_only_for_what_they_depend_on(field, session, factory):
+    """G12: a missing item 1 holds nothing unrelated; a revision of evidence not yet at the centre waits alone."""
+    one, two, three = _create_and_two_revisions(factory, field)
+    others = [capture(factory, field.candidate, s) for s in (5, 6)]
+    answers = push(session, field.device, field.assessor, [two, *others])
+    assert [(a.verdict, a.code) for a in answers] == [("held", "dependency_missing"), ("applied", None),
+                                                      ("applied", None)]
+    assert answers[0].result == {"evidence_id": str(evidence_id(one))}  # what it waits for
+    assert count(session, Evidence) == 2 and count(session, SyncReceipt) == 2
+    assert verdicts(push(session, field.device, field.assessor, [one, two, three])) == ["applied"] * 3
 
 
 def test_a_seq_used_by_another_item_is_a_conflict(field, session, factory):

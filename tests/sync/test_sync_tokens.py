@@ -7,10 +7,10 @@ from sqlalchemy import text
 from sqlmodel import select
 
 from sync import PROTOCOL_VERSION, SCHEMA_VERSION
-from sync.centre.tokens import TokenRefused, authenticate, issue_token, revoke
+from sync.centre.tokens import TokenRefused, allow_back, authenticate, issue_token, revoke
 from sync_support import NOW, capture, push
 from tracker.errors import InvalidInput, NotFound, NotPermitted
-from tracker.models import AuditEntry, Device, new_id
+from tracker.models import AuditEntry, Device, Role, new_id
 
 DAYS_90 = timedelta(days=90)
 
@@ -151,3 +151,32 @@ def test_bad_registration_is_refused(backend, session, factory, device_id, name,
         _issue(session, factory.assessor(), device_id, name=name)
     assert refused.value.field == field
     assert session.exec(select(Device)).all() == []
+
+
+def test_a_device_allowed_back_signs_in_again_as_itself(backend, session, factory):
+    """G23: once an administrator lifts the withdrawal, its owner's sign-in continues the same device."""
+    assessor, admin = factory.assessor(), factory.user(Role.ADMINISTRATOR)
+    device, old = _issue(session, assessor)
+    revoke(session, factory.actor(assessor), device.id, "Left in a client's home")
+    assert allow_back(session, factory.actor(admin), device.id).revoked_at is None
+    with pytest.raises(TokenRefused):
+        authenticate(session, old, NOW)  # the token from before the withdrawal stays dead
+    again, token = _issue(session, assessor, device.id)
+    assert again.id == device.id and authenticate(session, token, NOW).id == device.id
+    actions = session.exec(select(AuditEntry.action).where(AuditEntry.entity_id == str(device.id))).all()
+    assert "device.allowed_back" in actions
+
+
+@pytest.mark.parametrize("who", ["owner", "other assessor", "unknown device"])
+def test_only_an_administrator_allows_a_device_back(backend, session, factory, who):
+    """The owner cannot lift a withdrawal alone; a forged device id is not found; nothing changes."""
+    owner = factory.assessor()
+    device, _ = _issue(session, owner)
+    revoke(session, factory.actor(owner), device.id, "Lost")
+    if who == "unknown device":
+        with pytest.raises(NotFound):
+            allow_back(session, factory.actor(factory.user(Role.ADMINISTRATOR)), new_id())
+    else:
+        with pytest.raises(NotPermitted):
+            allow_back(session, factory.actor(owner if who == "owner" else factory.assessor()), device.id)
+    assert session.get(Device, device.id).revoked_at is not None

@@ -3,6 +3,7 @@
 A route added without an entry in ROUTES makes `test_every_route_has_an_expectation` fail.
 """
 import io
+import uuid
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -460,10 +461,43 @@ def field_device(centre: Centre, factory, session) -> None:
     session.commit()
 
 
+def withdrawn_device(centre: Centre, factory, session) -> None:
+    """Give assessor A a field device the administrator has withdrawn."""
+    from sync.centre.tokens import revoke
+
+    field_device(centre, factory, session)
+    revoke(session, factory.as_admin, DEVICE_ID, "Tablet lost on the bus")
+    session.commit()
+
+
+CONFLICT_ID = "01900000-0000-7000-8000-00000000c0f1"  # the item a device sent
+
+
+def open_conflict(centre: Centre, factory, session) -> None:
+    """Keep a change from assessor A's device that ran into a newer version of A's observation of C."""
+    from tracker.models import SyncConflict
+
+    field_device(centre, factory, session)
+    current = evidence_service.current_version(session, centre.observation)
+    session.add(SyncConflict(item_id=uuid.UUID(CONFLICT_ID), device_id=uuid.UUID(DEVICE_ID), user_id=centre.people["assessor_a"].id,
+                             evidence_id=centre.observation.id, candidate_id=centre.c.id, kind="evidence.revise",
+                             base_hash="0" * 64, centre_hash=current.content_hash, centre_version=current.number,
+                             proposed={"content": {"title": "Changed on the tablet", "narrative": "Offline words."}}))
+    session.commit()
+
+
+# Conflicts are listed to their assessor (and expert witnesses, who also record on devices) and the administrator.
+CONFLICT_VIEWERS = {"administrator": 200, "assessor_a": 200, "assessor_b": 200, "expert_witness": 200}
+
 DEVICE_ROUTES = [
     Route("devices.index", "GET", lambda ctr: "/admin/devices/", admin_only(200), prepare=field_device),
     Route("devices.revoke", "POST", lambda ctr: f"/admin/devices/{DEVICE_ID}/revoke", admin_only(303),
           lambda ctr, role: {f"reason-{DEVICE_ID}": "Tablet lost on the bus"}, "AuditEntry", prepare=field_device),
+    Route("devices.allow", "POST", lambda ctr: f"/admin/devices/{DEVICE_ID}/allow", admin_only(303),
+          lambda ctr, role: {}, "AuditEntry", prepare=withdrawn_device),
+    Route("conflicts.index", "GET", lambda ctr: "/conflicts/", expect(403, **CONFLICT_VIEWERS), prepare=open_conflict),
+    Route("conflicts.detail", "GET", lambda ctr: f"/conflicts/{CONFLICT_ID}",
+          expect(404, administrator=200, assessor_a=200), prepare=open_conflict),
 ]
 
 ROUTES = [
@@ -529,6 +563,7 @@ API_ROUTES = {  # endpoint, method: path, and the status any browser session get
     ("api.upload_state", "GET"): ("/api/v1/uploads/" + "a" * 64, 401),
     ("api.upload_part", "PUT"): ("/api/v1/uploads/" + "a" * 64 + "?size=1&offset=0", 401),
     ("api.media", "GET"): ("/api/v1/media/" + "a" * 64, 401),
+    ("api.receipts_check", "POST"): ("/api/v1/receipts", 401),
 }
 
 

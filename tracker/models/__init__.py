@@ -44,9 +44,18 @@ __all__ = [
 ]
 
 # Field sync (appended so concurrent edits above stay clean).
-from .sync import Device, OutboxItem, SyncReceipt, SyncState, Tombstone, Upload  # noqa: E402
+from .sync import (  # noqa: E402
+    ConflictCopy,
+    Device,
+    OutboxItem,
+    SyncConflict,
+    SyncReceipt,
+    SyncState,
+    Tombstone,
+    Upload,
+)
 
-__all__ += ["Device", "OutboxItem", "SyncReceipt", "SyncState", "Tombstone", "Upload"]
+__all__ += ["ConflictCopy", "Device", "OutboxItem", "SyncConflict", "SyncReceipt", "SyncState", "Tombstone", "Upload"]
 
 # Internal quality assurance sampling.
 from .quality import IqaAction, Sample, SampleItem, SamplingStrategy  # noqa: E402

@@ -53,6 +53,9 @@ class OutboxItem(SQLModel, table=True):
     evidence_id: uuid.UUID | None = Field(default=None, index=True)  # the evidence the item changes
     state: str = Field(default="pending", max_length=20, index=True)  # pending, attempted, held, parked, sent
     attempts: int = 0
+    # The centre gave this device a final answer it keeps a receipt of (applied, refused, conflict); the device
+    # checks at each sync that the centre still holds every one (G21).
+    acknowledged: bool = False
     code: str | None = Field(default=None, max_length=60)
     message: str | None = Field(default=None, sa_type=Text)
     created_at: datetime = Field(default_factory=utcnow)
@@ -72,6 +75,8 @@ class SyncState(SQLModel, table=True):
     last_attempt_at: datetime | None = None
     last_error: str | None = Field(default=None, sa_type=Text)
     needs: str | None = Field(default=None, max_length=20)  # "sign_in" or "update" when the centre said so
+    clock_offset: float | None = None  # the centre's clock minus this device's, in seconds, at the last sync (G24)
+    notice: str | None = Field(default=None, sa_type=Text)  # what the last sync did that the assessor should know
 
 
 class Tombstone(SQLModel, table=True):
@@ -94,3 +99,34 @@ class Upload(SQLModel, table=True):
     device_id: uuid.UUID | None = Field(default=None, foreign_key="device.id")
     started_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class SyncConflict(SQLModel, table=True):
+    """A change from a device made on a version the centre had already replaced: both kept until a person decides
+    (G13). Its id is the item the device sent."""
+
+    item_id: uuid.UUID = Field(primary_key=True)
+    device_id: uuid.UUID = Field(foreign_key="device.id")
+    user_id: uuid.UUID = Field(foreign_key="user_account.id", index=True)
+    evidence_id: uuid.UUID = Field(index=True)
+    candidate_id: uuid.UUID | None = Field(default=None, index=True)
+    kind: str = Field(max_length=40)
+    base_hash: str | None = Field(default=None, max_length=64)  # the version the device changed
+    centre_hash: str = Field(max_length=64)  # the centre's version at the time
+    centre_version: int
+    proposed: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # the device's change, as sent
+    created_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = None
+    resolved_by_id: uuid.UUID | None = Field(default=None, foreign_key="user_account.id")
+    resolution: str | None = Field(default=None, max_length=20)  # "device", "centre" or "merged"
+
+
+class ConflictCopy(SQLModel, table=True):
+    """On a field device: the centre's current copy of evidence this device holds a conflict on, pulled whole, to
+    show beside the device's own version until the assessor decides (G13)."""
+
+    evidence_id: uuid.UUID = Field(primary_key=True)
+    centre_hash: str = Field(max_length=64)
+    centre_version: int
+    rows: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # the pulled rows, table by table
+    pulled_at: datetime = Field(default_factory=utcnow)

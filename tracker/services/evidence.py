@@ -203,7 +203,7 @@ def _check_rules(session: Session, actor: Actor, candidate: Candidate, unit: Uni
     strategy = remembered(session, ("strategy", unit.id), lambda: unit.strategy)
     rules.check_method(strategy, unit.code, method)
     rules.check_unit_unlocked(locked_on(session, candidate.id, unit.id), unit.code)
-    rules.check_activity_date(content.activity_date, candidate.registration_date, actor.today,
+    rules.check_activity_date(content.activity_date, candidate.registration_date, actor.latest_activity or actor.today,
                               rpl_allowed=strategy.rpl_allowed)
     if method in WITH_SETTING or content.setting or content.simulated:
         rules.check_setting(strategy, content.setting, content.setting_detail, content.simulated)
@@ -497,8 +497,12 @@ def update_draft(session: Session, actor: Actor, evidence_id: uuid.UUID | str, d
 
 
 def revise(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: ContentIn | dict,
-           *, base_version: int | None = None, signatures: list[SignatureIn] | None = None) -> Evidence:
-    """Save changed content as a new version naming the one it replaces; the old one stays readable."""
+           *, base_version: int | None = None, base_hash: str | None = None,
+           signatures: list[SignatureIn] | None = None) -> Evidence:
+    """Save changed content as a new version naming the one it replaces; the old one stays readable.
+
+    The version changed is named by its content hash where known (a number can repeat on two devices, G4), or by
+    its number; a change made on a version that has since been replaced is refused as out of date."""
     data = validate(ContentIn, data)
     evidence = get(session, evidence_id)
     candidate = session.get(Candidate, evidence.candidate_id)
@@ -507,15 +511,16 @@ def revise(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: C
     if evidence.status not in REVISABLE:
         raise InvalidInput("Accepted evidence cannot be changed. Ask your assessor if something is wrong.",
                            field="status")
-    if base_version is not None and base_version != evidence.current_version:
-        raise Refusal("out_of_date", f"This evidence has changed since version {base_version}: it is now at version "
-                                     f"{evidence.current_version}. Review the newer version before changing it.")
+    old = current_version(session, evidence)
+    if (old.content_hash != base_hash) if base_hash else (base_version is not None and base_version != old.number):
+        seen = f"version {base_version}" if base_version else "the version you changed"
+        raise Refusal("out_of_date", f"This evidence has changed since {seen}: it is now at version {old.number}. "
+                                     "Review the newer version before changing it.")
     submitting = evidence.status != Status.DRAFT
     sigs = signatures or []
     _check_rules(session, actor, candidate, unit, evidence.method, data,
                  any(s.kind == SignatureKind.WITNESS for s in sigs), submitting)
     resolved = _resolve(session, unit, data, actor.user)
-    old = current_version(session, evidence)
     digest = content_hash(version_content(candidate, unit, evidence.method, data))
     _check_signatures(session, actor, candidate, evidence.method, data.witness_name, sigs)
     version = _write_version(session, evidence, old.number + 1, actor.user, data, resolved, digest, old.id)
@@ -540,7 +545,7 @@ def submit(session: Session, actor: Actor, evidence_id: uuid.UUID | str) -> Evid
     if evidence.status != Status.DRAFT:
         raise InvalidInput("This evidence has already been submitted.", field="status")
     version = current_version(session, evidence)
-    content = _content_of(session, version)
+    content = content_of(session, version)
     _check_rules(session, actor, candidate, unit, evidence.method, content,
                  any(s.kind == SignatureKind.WITNESS for s in version.signatures), True)
     evidence.status, version.submitted_at = Status.SUBMITTED, utcnow()
@@ -549,7 +554,7 @@ def submit(session: Session, actor: Actor, evidence_id: uuid.UUID | str) -> Evid
     return evidence
 
 
-def _content_of(session: Session, version: EvidenceVersion) -> ContentIn:
+def content_of(session: Session, version: EvidenceVersion) -> ContentIn:
     """Read a stored version back as content input."""
     links = session.exec(select(Criterion.code, EvidenceCriterion.note).join(Criterion).where(
         EvidenceCriterion.version_id == version.id)).all()

@@ -16,6 +16,7 @@ from . import (
     assessment,
     auth,
     caseload,
+    conflicts,
     devices,
     evidence,
     files,
@@ -63,7 +64,7 @@ def init_app(app: Flask) -> None:
     app.extensions["storage"] = storage_from_config(app.config, app.instance_path)
     app.extensions["read_cache"] = ReadCache(app.config.get("READ_CACHE_SIZE", 512))
     for module in (auth, home, caseload, portfolio, evidence, assessment, files, admin, quality, grants, inspection,
-                   transfers, devices, api):
+                   transfers, devices, conflicts, api):
         app.register_blueprint(module.bp)
     _rate_limits(app)
     # One app-wide check holds every EQA request to its grant, including blueprints added later.

@@ -11,6 +11,7 @@ from werkzeug.exceptions import ClientDisconnected, HTTPException
 from sync import PROTOCOL_VERSION, SCHEMA_VERSION
 from sync.centre import media as media_sync
 from sync.centre import pull as pull_sync
+from sync.centre import receipts
 from sync.centre.push import apply_batch
 from sync.centre.tokens import authenticate, issue_token
 
@@ -27,7 +28,7 @@ bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # the API authenticates with bearer tokens, never with cookies
 
 PROTOCOLS = [PROTOCOL_VERSION]
-BATCH_ITEMS = 200
+BATCH_ITEMS = 500
 TOKEN_LIFETIME = timedelta(days=90)
 FIELD_ROLES = (Role.ASSESSOR, Role.EXPERT_WITNESS)
 SCHEMA_ID = re.compile(r"^\d{4}$")
@@ -191,8 +192,20 @@ def pull() -> Response:
         raise InvalidInput(f"limit is a number of candidates from 1 to {pull_sync.MAX_LIMIT}.", field="limit")
     session = get_session()
     page = pull_sync.pull(session, g.user, request.args.get("after"), int(raw))
+    # The centre's clock, by which a device judges dates (G24), and what it holds from the device (G21).
+    answer = page.as_dict() | {"now": clock.now().isoformat(), "acknowledged": receipts.acknowledged(session, g.device)}
     session.commit()  # the device's last-seen time
-    return jsonify(page.as_dict())
+    return jsonify(answer)
+
+
+@bp.post("/v1/receipts")
+@device_required
+def receipts_check() -> Response:
+    """Name the items, of those a device holds answers for, that the centre no longer keeps (G21)."""
+    session = get_session()
+    lost = receipts.missing(session, g.device, _json_body().get("item_ids"))
+    session.commit()
+    return jsonify({"missing": lost})
 
 
 @bp.get("/v1/uploads/<sha256>")

@@ -87,5 +87,9 @@ def me() -> User:
 
 
 def actor() -> Actor:
-    """Return the signed-in person as the actor for services (and this device, in field mode)."""
-    return Actor(me(), device_id=current_app.config.get("DEVICE_ID"))
+    """Return the signed-in person as the actor for services; on a field device, on the centre's day."""
+    days = current_app.extensions.get("centre_days")
+    if days is None:
+        return Actor(me(), device_id=current_app.config.get("DEVICE_ID"))
+    today, latest = days()
+    return Actor(me(), device_id=current_app.config.get("DEVICE_ID"), today=today, latest_activity=latest)

@@ -5,6 +5,7 @@ from flask import Blueprint, flash, redirect, render_template, request, url_for
 from flask_login import login_required
 from sqlmodel import col, select
 
+from sync.centre.tokens import allow_back as allow_token
 from sync.centre.tokens import revoke as revoke_token
 
 from .. import access
@@ -41,7 +42,7 @@ def _page(form: Form, failed: uuid.UUID | None = None, status: int = 200):  # no
 
 @bp.post("/<device_id>/revoke")
 def revoke(device_id: str):  # noqa: ANN201
-    """Withdraw a device's access at once; its owner signs in again as a new device."""
+    """Withdraw a device's access at once; it stays withdrawn until an administrator allows it back."""
     session = get_session()
     device = _device(device_id)
     field = f"reason-{device.id}"
@@ -53,8 +54,20 @@ def revoke(device_id: str):  # noqa: ANN201
         session.rollback()
         form.refuse(refusal, {"reason": field})
         return _page(form, device.id, 422)
-    flash(f"Access withdrawn from “{device.name}”. Anything it had not sent stays on it until its owner signs in "
-          "again.", "success")
+    flash(f"Access withdrawn from “{device.name}”. Anything it had not sent stays on it; allow it back here if it "
+          "is found.", "success")
+    return redirect(url_for("devices.index"), 303)
+
+
+@bp.post("/<device_id>/allow")
+def allow(device_id: str):  # noqa: ANN201
+    """Allow a withdrawn device back: its owner signs in again on it and its unsent work goes on."""
+    session = get_session()
+    device = _device(device_id)
+    allow_token(session, actor(), device.id)
+    session.commit()
+    flash(f"“{device.name}” is allowed back. Its owner signs in again on it; everything it had not sent is then "
+          "sent.", "success")
     return redirect(url_for("devices.index"), 303)
 
 

@@ -211,7 +211,7 @@ def _context(session: Session, item: Evidence, relation: frozenset[str], wanted:
     version = next((v for v in versions if v.number == (wanted or item.current_version)), versions[-1])
     reviews = session.exec(select(EvidenceReview, User.name).join(User, User.id == EvidenceReview.reviewer_id).where(
         EvidenceReview.evidence_id == item.id).order_by(EvidenceReview.created_at)).all()
-    content = service._content_of(session, version)
+    content = service.content_of(session, version)
     list(version.signatures)  # loaded now: the page may be served again after this session has closed
     candidate = session.get(service.Candidate, item.candidate_id)
     names = dict(session.exec(select(User.id, User.name).where(
@@ -312,7 +312,7 @@ def revise(evidence_id: str):  # noqa: ANN201
 def _form_of(session: Session, item: Evidence) -> Form:
     """Fill the form from the current version."""
     version = service.current_version(session, item)
-    content = service._content_of(session, version)
+    content = service.content_of(session, version)
     values = {name: getattr(content, name) or "" for name in service.CONTENT_FIELDS}
     values |= {"seen_in_place": "yes" if content.seen_in_place else "",
                "witness_related": "yes" if content.witness_related else "",

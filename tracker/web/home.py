@@ -5,7 +5,7 @@ from sqlmodel import select
 
 from ..db import get_session
 from ..models import Candidate
-from ..services import portfolio
+from ..services import conflicts, portfolio
 from .auth import me
 
 bp = Blueprint("home", __name__)
@@ -19,4 +19,5 @@ def index():  # noqa: ANN201
     own = session.exec(select(Candidate).where(Candidate.user_id == user.id)).first()
     mine = portfolio.portfolio(session, own) if own else None
     rows, total = portfolio.caseload(session, user)
-    return render_template("home/index.html", user=user, roles=user.role_names, mine=mine, rows=rows, total=total)
+    return render_template("home/index.html", user=user, roles=user.role_names, mine=mine, rows=rows, total=total,
+                           conflicts=conflicts.open_count(session, user))

@@ -64,7 +64,7 @@ SCHEMAS: dict[str, Any] = {
     "Item": {"type": "object", "required": ["item_id", "seq", "kind", "payload"], "properties": {
         "item_id": UUID, "seq": {"type": "integer", "minimum": 1},
         "kind": {"type": "string", "enum": ["evidence.capture", "evidence.revise", "evidence.sign",
-                                            "evidence.submit"]},
+                                            "evidence.submit", "conflict.resolve"]},
         "payload": {"type": "object"}}},
     "Push": {"type": "object", "required": ["items"],
              "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
@@ -76,14 +76,24 @@ SCHEMAS: dict[str, Any] = {
                     "result": {"type": "object"}}},
     "Verdicts": {"type": "object", "required": ["verdicts"],
                  "properties": {"verdicts": {"type": "array", "items": {"$ref": "#/components/schemas/Verdict"}}}},
-    "Page": {"type": "object", "required": ["cursor", "more", "reset", "tables", "removed"], "properties": {
+    "Acknowledged": {"type": "object", "required": ["count", "digest"], "properties": {
+        "count": {"type": "integer", "minimum": 0},
+        "digest": {**SHA256, "description": "sha256 of the sorted item ids, one per line"}}},
+    "Page": {"type": "object", "required": ["cursor", "more", "reset", "tables", "removed", "now", "acknowledged"],
+             "properties": {
         "cursor": {"type": "string"}, "more": {"type": "boolean"}, "reset": {"type": "boolean"},
+        "now": {"type": "string", "format": "date-time", "description": "The centre's clock (UTC)."},
+        "acknowledged": {"$ref": "#/components/schemas/Acknowledged"},
         "tables": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "object"}},
                    "description": "Whole rows by SQL table name; user_account rows never carry password_hash."},
         "removed": {"type": "object", "required": ["candidate"], "properties": {
             "candidate": {"type": "array", "items": UUID},
             "evidence": {"type": "array", "items": UUID,
                          "description": "Evidence deleted at the centre (present only when there is some)."}}}}},
+    "ReceiptCheck": {"type": "object", "required": ["item_ids"],
+                     "properties": {"item_ids": {"type": "array", "items": UUID, "maxItems": 100000}}},
+    "Missing": {"type": "object", "required": ["missing"],
+                "properties": {"missing": {"type": "array", "items": UUID}}},
     "UploadState": {"type": "object", "required": ["sha256", "size", "received", "complete"], "properties": {
         "sha256": SHA256, "size": {"type": ["integer", "null"]}, "received": {"type": "integer", "minimum": 0},
         "complete": {"type": "boolean"}}},
@@ -123,6 +133,11 @@ def document() -> dict[str, Any]:
                 {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "required": False,
                  "schema": {"type": "integer", "minimum": 1, "maximum": 200}}])},
+            "/api/v1/receipts": {"post": _operation("Name the acknowledged items the centre no longer keeps", {
+                "200": _json({"$ref": "#/components/schemas/Missing"}, "The ids with no receipt at the centre"),
+                **_errors(400, 401, 426)}, requestBody={
+                "required": True, "content": {"application/json": {
+                    "schema": {"$ref": "#/components/schemas/ReceiptCheck"}}}})},
             "/api/v1/uploads/{sha256}": {
                 "get": _operation("How much of a file the centre has", {
                     "200": _json({"$ref": "#/components/schemas/UploadState"}, "The upload's state"),
