@@ -17,7 +17,10 @@ _n = itertools.count(1)
 # per run, so the suite acts on the day it runs: a run under a shifted clock (faketime) tests the tracker on that day.
 # The run's first process writes it to the environment; its workers and the processes tests start read it there.
 NOW_VARIABLE = "TRACKER_TEST_NOW"
-NOW = datetime.fromisoformat(os.environ.get(NOW_VARIABLE) or datetime.now(UTC).replace(microsecond=0).isoformat())
+# In UTC whatever offset the moment was given with, as the tracker stores it: a test that builds "17:00" from NOW
+# means 17:00 UTC in summer time too.
+NOW = datetime.fromisoformat(os.environ.get(NOW_VARIABLE) or datetime.now(UTC).replace(microsecond=0).isoformat()
+                             ).astimezone(UTC)
 os.environ[NOW_VARIABLE] = NOW.isoformat()
 TODAY = clock.day_of(NOW)  # the centre's date at that moment
 
