@@ -7,7 +7,8 @@ import hashlib
 from collections.abc import Iterable
 
 PROTOCOL_VERSION = 1  # the push/pull protocol this server speaks
-SCHEMA_VERSION = "0011"  # the newest migration, which devices name so the server can answer "upgrade required"
+MAX_SEQ = 2**53 - 1  # the largest item number: exact in every client's numbers, a tablet's JavaScript included
+SCHEMA_VERSION = "0012"  # the newest migration, which devices name so the server can answer "upgrade required"
 
 
 def acknowledged_digest(item_ids: Iterable[object]) -> dict[str, object]:

@@ -137,25 +137,31 @@ def test_uploads_prune_discards_only_abandoned_parts(ready, tmp_path):
     from sync.centre.media import spool_path
     from tracker import create_app
     from tracker.db import database_url
-    from tracker.models import Upload, utcnow
+    from tracker.models import Device, Upload, User, new_id, utcnow
 
     instance = tmp_path / "instance"
     app = create_app({"DATABASE_URL": database_url(instance, None)}, instance=instance)
-    old, new = "a" * 64, "b" * 64
+    old, new, device = "a" * 64, "b" * 64, new_id()
     with Session(app.extensions["engine"]) as session:
-        session.add(Upload(sha256=old, size=5_000_000, received=3 * 1024 * 1024,
+        owner = User(email="ann@centre.test", name="Ann Assessor")
+        session.add(owner)
+        session.flush()
+        session.add(Device(id=device, user_id=owner.id, name="Tablet", token_hash="c" * 64, schema_version="0012",
+                           protocol_version=1, expires_at=utcnow() + timedelta(days=90)))
+        session.flush()
+        session.add(Upload(device_id=device, sha256=old, size=5_000_000, received=3 * 1024 * 1024,
                            updated_at=utcnow() - timedelta(days=30)))
-        session.add(Upload(sha256=new, size=5_000_000, received=1024))
+        session.add(Upload(device_id=device, sha256=new, size=5_000_000, received=1024))
         session.commit()
     for digest in (old, new):
-        spool_path(app.extensions["storage"], digest).parent.mkdir(parents=True, exist_ok=True)
-        spool_path(app.extensions["storage"], digest).write_bytes(b"%PDF" + bytes(1020))
+        spool_path(app.extensions["storage"], digest, device).parent.mkdir(parents=True, exist_ok=True)
+        spool_path(app.extensions["storage"], digest, device).write_bytes(b"%PDF" + bytes(1020))
     result = ready("uploads", "prune", "--days", "14")
     assert result.exit_code == 0, result.output
     assert "Discarded 1 unfinished upload (3.0 MB of parts) no part had reached for 14 days or more." in result.output
     with Session(app.extensions["engine"]) as session:
-        assert session.get(Upload, old) is None and session.get(Upload, new) is not None
-    assert not spool_path(app.extensions["storage"], old).exists()
-    assert spool_path(app.extensions["storage"], new).exists()
+        assert session.get(Upload, (device, old)) is None and session.get(Upload, (device, new)) is not None
+    assert not spool_path(app.extensions["storage"], old, device).exists()
+    assert spool_path(app.extensions["storage"], new, device).exists()
     app.extensions["engine"].dispose()
     assert ready("uploads", "prune", "--days", "0").exit_code != 0  # at least a day

@@ -374,3 +374,53 @@ def test_cli_export_verify_import(tmp_path, monkeypatch):
     missing = runner.invoke(main, ["--instance", str(sender), "export", "nobody@example.org", "--out",
                                    str(tmp_path / "x.zip")])
     assert missing.exit_code == 1 and "No such candidate" in missing.output and not (tmp_path / "x.zip").exists()
+
+
+# --- Text as typed on any device ---------------------------------------------------------------------------------
+
+
+def test_iqa_reasons_typed_with_decomposed_accents_verify_and_import(session, storage, centre, receiving, tmp_path,
+                                                                     factory):
+    """IQA reasons typed as "Cafe" + a combining accent are stored as the audit log records them (NFC), so the
+    candidate's pack verifies and another centre imports it, reasons intact."""
+    from tracker.models import Role
+
+    candidate_id = centre.candidates["f"]
+    decision = session.exec(select(CriterionDecision).where(CriterionDecision.candidate_id == candidate_id,
+                                                            CriterionDecision.current.is_(True))).first()
+    iqa = factory.user(Role.IQA, name="Ines Iqa")
+    review = assessment.iqa_review(session, factory.actor(iqa), decision.id, "disagree",
+                                   "The Cafe\u0301 visit does not show how she chose the menu.")
+    session.commit()
+    assert review.reasons == "The Café visit does not show how she chose the menu."
+    path = tmp_path / "pack.zip"
+    path.write_bytes(_export(session, storage, centre, "f"))
+    report = pack.verify(path)
+    assert report.ok, report.problems
+    with Session(receiving, expire_on_commit=False) as other:
+        pack.import_pack(other, LocalStorage(tmp_path / "receiving-media"), Actor(None), path)
+        other.commit()
+        assert other.get(IqaReview, review.id).reasons == review.reasons
+
+
+def test_a_pack_holding_nul_is_refused_naming_where(leah_pack, receiving, tmp_path):
+    """A pack whose manifest holds NUL (which no database here can store) does not verify, and says where."""
+    target = tmp_path / "nul.zip"
+    _edit_manifest(leah_pack, target, lambda m: m["candidate"].update(workplace="Meadow\x00View"))
+    report = pack.verify(target)
+    assert any("manifest.candidate.workplace: holds a character that cannot be stored (U+0000)" in p
+               for p in report.problems)
+    with Session(receiving) as other, pytest.raises(pack.PackRefused, match="U\\+0000"):
+        pack.import_pack(other, LocalStorage(tmp_path / "m"), Actor(None), target)
+
+
+def test_a_version_decided_twice_does_not_verify(leah_pack, tmp_path):
+    """A pack in which one version carries two decisions (a race before decisions were held to one) is named."""
+    target = tmp_path / "twice.zip"
+
+    def twice(manifest: dict) -> None:
+        first = manifest["reviews"][0]
+        manifest["reviews"].append(first | {"id": "0190b6a4-1a2b-7c3d-8e4f-5a6b7c8d9e0f"})
+
+    _edit_manifest(leah_pack, target, twice)
+    assert any("decided 2 times" in p for p in pack.verify(target).problems)

@@ -17,6 +17,9 @@ def create_app(test_config: dict | None = None, instance: str | Path | None = No
         SECRET_KEY=os.environ.get("TRACKER_SECRET_KEY"),  # `tracker init` writes one into instance/config.py
         DATABASE_URL=None,  # None: DATABASE_URL from the environment, else SQLite in the instance folder
         MAX_CONTENT_LENGTH=512 * 1024 * 1024,  # the largest upload (a video); each type has its own limit too
+        MAX_FORM_MEMORY_SIZE=2 * 1024 * 1024,  # the largest text field of a form (a drawn signature is 0.7 MB)
+        TRUSTED_PROXIES=0,  # reverse proxies in front of the tracker whose X-Forwarded-For/-Proto are believed
+        RATELIMIT_ENABLED=True,  # count sign-in attempts and slow password guessing (off only in tests)
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",  # Secure is added per request whenever it arrives over HTTPS
         TIMEZONE=clock.DEFAULT_ZONE,  # the centre's days (today, sampling cycles) run by this IANA time zone

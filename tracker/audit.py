@@ -85,6 +85,17 @@ def record_many(session: Session, actor: Actor, changes: list[Change]) -> list[d
     return rows
 
 
+def turn(session: Session) -> None:
+    """Take this transaction's turn as the audit chain's only writer now, before reading what a change decides on.
+
+    Every change is audited, so changes already take turns once they record their entry; taking the turn first
+    makes a second request deciding the same thing (a double click, a colleague at the same moment) wait for the
+    first to commit and then decide on what it did. Taking it first in every change keeps one lock order, so no
+    two requests ever wait for each other.
+    """
+    _take_head(session, 0)
+
+
 def _take_head(session: Session, count: int) -> tuple[int, str]:
     """Move the chain's head on by ``count`` entries; return the new last seq and the hash the first follows."""
     # Taking the head first makes this transaction the chain's only writer until it commits, so seq is in

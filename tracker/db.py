@@ -83,6 +83,19 @@ def transaction(engine: Engine) -> Iterator[Session]:
             raise
 
 
+def insert_new(session: Session, model: type, values: dict) -> bool:
+    """Insert a row unless one with its key is there already (added meanwhile by another request, which this one
+    waits for); return whether this request added it. Neither request fails: both go on with the one row."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    table = model.__table__
+    statement = insert(table).values(**values).on_conflict_do_nothing().returning(*table.primary_key.columns)
+    return session.execute(statement).first() is not None
+
+
 def init_app(app) -> None:  # noqa: ANN001
     """Attach the engine to the app and close each request's session on teardown."""
     from flask import g

@@ -539,7 +539,9 @@ def logins(session: Session) -> DemoCentre:
 
 def _account(login: DemoLogin) -> dict:
     """Return the new-account input for a demo login."""
-    return {"email": login.email, "name": login.name, "password": DEMO_PASSWORD, "roles": list(login.roles)}
+    # a candidate's role comes with their registration, never with the account
+    roles = [r for r in login.roles if r != Role.CANDIDATE]
+    return {"email": login.email, "name": login.name, "password": DEMO_PASSWORD, "roles": roles}
 
 
 def _add_staff(build: _Build) -> None:

@@ -26,6 +26,23 @@ class InvalidInput(Refusal):
         super().__init__(code, message, field=field)
 
 
+class InvalidText(InvalidInput):
+    """Text holding a character the tracker never stores (NUL, another control character, an unpaired surrogate),
+    or an email address with an invisible or markup character in it."""
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message, field=field, code="invalid_text")
+
+
+class AlreadyDone(Refusal):
+    """A decision someone else (or this same request, sent twice) made first: the first one stands."""
+
+    kind = "conflict"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__("already_decided", message, field=field)
+
+
 class NotPermitted(Refusal):
     """An action this person's roles or relationships do not allow."""
 

@@ -22,6 +22,7 @@ from PIL import Image, ImageCms, ImageOps, UnidentifiedImageError
 from sqlmodel import Session
 
 from .errors import InvalidInput
+from .db import insert_new
 from .models import Blob, BlobRendition
 from .storage import MB, Storage, hold, record, spool
 
@@ -604,10 +605,9 @@ def derived_sha256(session: Session, sha256: str, size: str) -> str | None:
 
 
 def _link(session: Session, original: str, size: str, copy: str) -> None:
-    """Record which blob is a photo's copy at a size (the same photo again finds its link in place)."""
-    if session.get(BlobRendition, (original, size)) is None:
-        session.add(BlobRendition(original_sha256=original, size=size, sha256=copy))
-        session.flush()
+    """Record which blob is a photo's copy at a size (the same photo again, even at the same moment, finds its link
+    in place)."""
+    insert_new(session, BlobRendition, {"original_sha256": original, "size": size, "sha256": copy})
 
 
 def _store_bytes(session: Session, storage: Storage, data: bytes, media_type: str) -> Blob:

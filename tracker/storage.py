@@ -22,8 +22,9 @@ from typing import Any, BinaryIO, Protocol
 
 from sqlmodel import Session
 
+from .db import insert_new
 from .errors import InvalidInput
-from .models import Blob, BlobHolder
+from .models import Blob, BlobHolder, utcnow
 
 CHUNK = 1024 * 1024
 HEAD = 64 * 1024  # enough of a file's start to tell what it is (magic numbers, WebM track list)
@@ -270,20 +271,15 @@ def storage_from_config(config: dict, instance_path: str | Path) -> LocalStorage
 
 
 def record(session: Session, sha256: str, size: int, media_type: str) -> Blob:
-    """Return the Blob row for stored bytes, adding it the first time."""
-    blob = session.get(Blob, sha256)
-    if blob is None:
-        blob = Blob(sha256=sha256, size=size, media_type=media_type)
-        session.add(blob)
-        session.flush()
-    return blob
+    """Return the Blob row for stored bytes, adding it the first time (the same file sent twice at once: once)."""
+    insert_new(session, Blob, {"sha256": sha256, "size": size, "media_type": media_type, "created_at": utcnow()})
+    return session.get(Blob, sha256)
 
 
 def hold(session: Session, sha256: str, user_id: object) -> None:
     """Record that a person has sent a stored file's bytes (their proof of possession, kept once)."""
-    if user_id is not None and session.get(BlobHolder, (sha256, user_id)) is None:
-        session.add(BlobHolder(sha256=sha256, user_id=user_id))
-        session.flush()
+    if user_id is not None:
+        insert_new(session, BlobHolder, {"sha256": sha256, "user_id": user_id, "proven_at": utcnow()})
 
 
 def store(session: Session, storage: Storage, stream: BinaryIO, media_type: str, max_size: int) -> Blob:

@@ -7,6 +7,10 @@ whole in memory. When the last byte arrives the file is hashed again, its real t
 limit applied, and a photo that still carries EXIF or GPS metadata is refused: devices clean photos with the same
 media pipeline before they are queued, so the centre stores the bytes as they are and the hashes match on both
 sides. A refused file is discarded whole; the device starts it again.
+
+Each device has its own upload of a file, in a spool folder of its own: another device sending the same bytes
+(or pretending to) can neither block nor spoil it. A device may have at most MAX_UNFINISHED files part-sent, of
+at most MAX_UNFINISHED_BYTES declared in all, so no device can fill the centre's disk with parts it never finishes.
 """
 import hashlib
 import logging
@@ -18,7 +22,7 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, func, select
 
 from tracker import media as pipeline
 from tracker.audit import SYSTEM, Actor, record
@@ -32,6 +36,8 @@ from tracker.storage import record as record_blob
 log = logging.getLogger(__name__)
 
 PART = 8 * MB  # the largest part one request may carry
+MAX_UNFINISHED = 20  # files one device may have part-sent at once
+MAX_UNFINISHED_BYTES = 2 * 1024 * MB  # their declared sizes, in all
 LIMITS = dict(pipeline.LIMITS)
 LARGEST = max(LIMITS.values())
 UNSUPPORTED = f"The file is not of a type the centre accepts: {pipeline.ACCEPTED}."
@@ -75,9 +81,9 @@ def check_hash(sha256: str) -> str:
     return sha256
 
 
-def spool_path(storage: Storage, sha256: str) -> Path:
-    """Return where the parts of a file are gathered (beside the store, so finishing is a link, not a copy)."""
-    return Path(storage.spool_dir) / "parts" / check_hash(sha256)
+def spool_path(storage: Storage, sha256: str, device_id: object) -> Path:
+    """Return where a device's parts of a file are gathered (beside the store, so finishing is a link, not a copy)."""
+    return Path(storage.spool_dir) / "parts" / str(device_id) / check_hash(sha256)
 
 
 def _proven(session: Session, user: User | None, sha256: str) -> bool:
@@ -85,8 +91,9 @@ def _proven(session: Session, user: User | None, sha256: str) -> bool:
     return session.get(Blob, sha256) is not None and not evidence.unproven(session, user, {sha256})
 
 
-def state(session: Session, storage: Storage, sha256: str, user: User | None = None) -> UploadState:
-    """Return what the centre holds of a file for this person: complete, part-way, or nothing yet.
+def state(session: Session, storage: Storage, sha256: str, user: User | None = None,
+          device_id: object = None) -> UploadState:
+    """Return what the centre holds of a file for this person and device: complete, part-way, or nothing yet.
 
     A file stored for someone else and attached where this person cannot read it counts as not held: they send
     its bytes like anyone else, and that proves they have it (a hash alone proves nothing).
@@ -95,7 +102,7 @@ def state(session: Session, storage: Storage, sha256: str, user: User | None = N
     if _proven(session, user, sha256):
         blob = session.get(Blob, sha256)
         return UploadState(sha256, blob.size, blob.size, True)
-    upload = session.get(Upload, sha256)
+    upload = session.get(Upload, (device_id, sha256)) if device_id is not None else None
     if upload is None:
         return UploadState(sha256, None, 0, False)
     return UploadState(sha256, upload.size, upload.received, False)
@@ -128,10 +135,12 @@ def receive_part(session: Session, storage: Storage, actor: Actor, sha256: str, 
     if length is not None and length > PART:
         raise MediaRefused("too_large", f"A part may carry at most {PART // MB} MB; send the file in smaller parts.",
                            limit=PART)
+    if actor.device_id is None:
+        raise InvalidInput("Files are sent in parts by a signed-in device.", field="device")
     if _proven(session, actor.user, sha256) and storage.exists(sha256):
-        return state(session, storage, sha256, actor.user), False
+        return state(session, storage, sha256, actor.user, actor.device_id), False
     upload = _lock(session, sha256, size, actor)
-    path = spool_path(storage, sha256)
+    path = spool_path(storage, sha256, actor.device_id)
     upload.received = min(upload.received, path.stat().st_size if path.exists() else 0)  # a lost spool restarts
     if upload.size != size:
         raise MediaRefused("size_changed", f"This file was started with a size of {upload.size} bytes; a file "
@@ -158,17 +167,30 @@ def receive_part(session: Session, storage: Storage, actor: Actor, sha256: str, 
 
 
 def _lock(session: Session, sha256: str, size: int, actor: Actor) -> Upload:
-    """Return the file's upload row, locked for this request (a second part of the same file waits)."""
-    taken = session.execute(update(Upload).where(Upload.sha256 == sha256).values(updated_at=utcnow()))
+    """Return this device's upload row for the file, locked for this request (a second part of it waits)."""
+    mine = (Upload.device_id == actor.device_id) & (Upload.sha256 == sha256)
+    taken = session.execute(update(Upload).where(mine).values(updated_at=utcnow()))
     if taken.rowcount == 0:
+        _check_room(session, actor.device_id, size)
         try:
             with session.begin_nested():
-                session.add(Upload(sha256=sha256, size=size, device_id=actor.device_id))
+                session.add(Upload(device_id=actor.device_id, sha256=sha256, size=size))
                 session.flush()
         except IntegrityError:
-            # Another request started the same file at the same moment: wait for its lock, then go on from there.
-            session.execute(update(Upload).where(Upload.sha256 == sha256).values(updated_at=utcnow()))
-    return session.get(Upload, sha256, populate_existing=True)
+            # The same device started the same file at the same moment: wait for its lock, then go on from there.
+            session.execute(update(Upload).where(mine).values(updated_at=utcnow()))
+    return session.get(Upload, (actor.device_id, sha256), populate_existing=True)
+
+
+def _check_room(session: Session, device_id: object, size: int) -> None:
+    """Refuse to start another file on a device that already has as many part-sent files as it may."""
+    count, declared = session.exec(select(func.count(), func.coalesce(func.sum(Upload.size), 0)).where(
+        Upload.device_id == device_id)).one()
+    if count >= MAX_UNFINISHED or declared + size > MAX_UNFINISHED_BYTES:
+        raise MediaRefused("too_many_uploads", f"This device already has {count} files part-sent "
+                           f"({declared / MB:.0f} MB). Finish sending them before starting another: a device may "
+                           f"have {MAX_UNFINISHED} files, {MAX_UNFINISHED_BYTES // MB} MB in all, part-sent at once.",
+                           limit=MAX_UNFINISHED)
 
 
 def _append(path: Path, received: int, offset: int, size: int, stream: BinaryIO) -> int:
@@ -281,11 +303,12 @@ def _discard(session: Session, upload: Upload, path: Path) -> None:
 def discard_abandoned(session: Session, storage: Storage, untouched_since: datetime) -> list[Upload]:
     """Discard uploads no part has reached since a moment (a device lost or wiped mid-file): their rows and spooled
     parts go, with an audit entry each; a device that comes back sends the file again from its start."""
-    stale = list(session.exec(select(Upload).where(Upload.updated_at < untouched_since).order_by(Upload.sha256)))
+    stale = list(session.exec(select(Upload).where(Upload.updated_at < untouched_since).order_by(
+        Upload.sha256, Upload.device_id)))
     for upload in stale:
         record(session, SYSTEM, "upload.discarded", upload, received=upload.received, size=upload.size,
-               device=str(upload.device_id) if upload.device_id else None)
-        _discard(session, upload, spool_path(storage, upload.sha256))
+               device=str(upload.device_id))
+        _discard(session, upload, spool_path(storage, upload.sha256, upload.device_id))
     return stale
 
 

@@ -63,7 +63,7 @@ SPEC_TABLES = (SpecPack, Qualification, Unit, QualificationUnit, Outcome, Criter
 CREDENTIALS = (RoleGrant, AssessorQualification, OccupationalCompetence, ExpertWitnessApproval, IqaQualification)
 PEOPLE_ENTITIES = frozenset({"user", "rolegrant", "assessorqualification", "occupationalcompetence",
                              "expertwitnessapproval", "iqaqualification"})
-HIDDEN_COLUMNS = {"user_account": {"password_hash"}}
+HIDDEN_COLUMNS = {"user_account": {"password_hash", "session_epoch"}}  # the centre's own business
 VERSION = "2"
 MARK = 16  # hex digits of the audit hash a cursor keeps
 

@@ -43,6 +43,7 @@ from sqlalchemy import insert
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
+from sync import MAX_SEQ
 from tracker.audit import Actor, record
 from tracker.errors import InvalidInput, NotFound, NotPermitted, Refusal
 from tracker.hashing import content_hash
@@ -95,7 +96,7 @@ class _ItemIn(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
     item_id: uuid.UUID
-    seq: int = Field(ge=1, strict=True)
+    seq: int = Field(ge=1, le=MAX_SEQ, strict=True)
     kind: str = Field(min_length=1, max_length=40)
     payload: Any = None
 

@@ -10,6 +10,7 @@ from tracker import clock
 from tracker.audit import Actor, record
 from tracker.errors import InvalidInput, NotFound, NotPermitted, Refusal
 from tracker.models import Device, Role, User, utcnow
+from tracker.services.inputs import NIL_IDS, text
 
 UNSENT_KEPT = "Everything waiting to be sent stays on the device."
 
@@ -48,14 +49,17 @@ def issue_token(session: Session, user: User, device_id: uuid.UUID | str, name: 
 
 def _device_id(value: uuid.UUID | str) -> uuid.UUID:
     try:
-        return value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
+        device_id = value if isinstance(value, uuid.UUID) else uuid.UUID(str(value))
     except ValueError:
-        raise InvalidInput("The device id must be the UUID the device made for itself.", field="device_id") from None
+        device_id = None
+    if device_id is None or device_id in NIL_IDS:
+        raise InvalidInput("The device id must be the UUID the device made for itself.", field="device_id")
+    return device_id
 
 
 def _name(value: str) -> str:
-    name = (value or "").strip()
-    if not name or len(name) > 200:
+    name = text(value, "name", max_length=200, label="device's name", multiline=False)
+    if not name:
         raise InvalidInput("Give the device a name of up to 200 characters, such as \"Sam's tablet\".", field="name")
     return name
 
@@ -105,8 +109,8 @@ def revoke(session: Session, actor: Actor, device_id: uuid.UUID | str, reason: s
         raise NotFound("device")
     if actor.id != device.user_id and Role.ADMINISTRATOR not in actor.roles:
         raise NotPermitted("Only the device's owner or an administrator can withdraw its access.")
-    reason = (reason or "").strip()
-    if not reason or len(reason) > 500:
+    reason = text(reason, "reason", max_length=500, label="reason for withdrawing the device's access")
+    if not reason:
         raise InvalidInput("Give the reason for withdrawing the device's access (up to 500 characters).",
                            field="reason")
     if device.revoked_at is not None:

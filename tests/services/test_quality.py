@@ -243,7 +243,7 @@ def test_disagreeing_with_a_sign_off_needs_reasons(session, factory, centre):
         quality.review(session, factory.actor(centre["iqa"]), item.id, "disagree", "Too thin")
     assert refused.value.field == "reasons"
     session.rollback()
-    with pytest.raises(InvalidInput, match="Keep the feedback under 5000 characters"):
+    with pytest.raises(InvalidInput, match="Keep the feedback on practice to at most 5,000 characters"):
         quality.review(session, factory.actor(centre["iqa"]), item.id, "agree", "", "x" * 5001)
     session.rollback()
     assert reviews(session) == [] and session.get(SampleItem, item.id).review_id is None

@@ -57,9 +57,12 @@ class Factory:
     def user(self, *roles: Role | str, name: str | None = None, email: str | None = None) -> User:
         """Make an account with roles."""
         n = next(_n)
-        return people.create_user(self.session, self.as_admin, {
+        user = people.create_user(self.session, self.as_admin, {
             "email": email or f"person{n}@centre.test", "name": name or f"Person {n}",
-            "password": "correct horse battery", "roles": list(roles)})
+            "password": "correct horse battery", "roles": [r for r in roles if r != Role.CANDIDATE]})
+        if Role.CANDIDATE in roles:  # a candidate's role without the registration, for tests of what it alone allows
+            people.grant_role(self.session, self.as_admin, user, Role.CANDIDATE)
+        return user
 
     def assessor(self, *, qualification: str | None = "A1", competence: str | None = "competent",
                  name: str | None = None, extra_roles: tuple[str, ...] = ()) -> User:

@@ -4,30 +4,15 @@ import http.client
 import threading
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import requests
-from werkzeug.serving import make_server
 
+from support.web import serve  # noqa: F401 - the sync tests serve the app as the pages' tests do
 from sync import PROTOCOL_VERSION, SCHEMA_VERSION
 from tracker.models import new_id
 
 PASSWORD = "correct horse battery"
-
-
-@contextmanager
-def serve(app) -> Iterator[str]:  # noqa: ANN001
-    """Serve the app on a free port of 127.0.0.1 in a thread; yield its base URL."""
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        thread.join(5)
 
 
 class SpoilingProxy:

@@ -102,9 +102,9 @@ def stored(device: Device, digest: str) -> bytes | None:
 def nothing_kept(device: Device, session, digest: str) -> bool:  # noqa: ANN001
     """Say whether the centre holds nothing of a refused file: no row, no part upload, no bytes, no spool."""
     session.expire_all()
-    return (session.get(Blob, digest) is None and session.get(Upload, digest) is None
+    return (session.get(Blob, digest) is None and session.get(Upload, (uuid.UUID(device.device_id), digest)) is None
             and stored(device, digest) is None
-            and not media_sync.spool_path(device.app.extensions["storage"], digest).exists())
+            and not media_sync.spool_path(device.app.extensions["storage"], digest, device.device_id).exists())
 
 
 def test_photo_cut_off_half_way_resumes_and_completes(field, session, factory, tmp_path):
@@ -309,3 +309,52 @@ def test_a_file_known_only_by_its_hash_must_be_sent_before_it_is_attached(field,
     assert state(field, their_sha)["complete"] is True
     assert verdicts(field.push([item])) == ["applied"]
     assert field.get(f"/api/v1/media/{their_sha}").content == data
+
+
+def _second_device(field: Device, session, factory) -> Device:  # noqa: ANN001
+    """Another assessor's device, signed in on the same centre."""
+    other = factory.assessor(name="Bob Assessor")
+    session.commit()
+    device = Device(field.base)
+    assert device.enrol(other).status_code == 201
+    device.app = field.app
+    return device
+
+
+def test_another_device_can_neither_block_nor_spoil_an_upload(field, session, factory):
+    """Two devices sending files named by the same hash each have their own upload: a device that sends other
+    bytes (or another size) under that name spoils only its own, and the first device's file completes whole."""
+    data = b"%PDF-1.7 " + b"x" * 3000
+    digest = sha(data)
+    intruder = _second_device(field, session, factory)
+    assert put(field, data[:1000], size=len(data), name=digest).status_code == 200
+    # Another person's device starts the same name with a different size, then sends bytes that are not the file.
+    assert put(intruder, b"%PDF-1.7 evil", size=50, name=digest).status_code == 200
+    assert state(intruder, digest)["received"] == 13 and state(field, digest)["received"] == 1000
+    answer = put(intruder, b"y" * 37, size=50, offset=13, name=digest)
+    assert answer.status_code == 422 and answer.json()["error"] == "hash_mismatch"
+    done = put(field, data[1000:], size=len(data), offset=1000, name=digest)
+    assert done.status_code == 201 and stored(field, digest) == data
+
+
+def test_a_device_may_have_only_so_many_unfinished_uploads(field, session, monkeypatch):
+    """A device may have at most MAX_UNFINISHED files part-sent: the next one is refused (409) until one of them
+    is finished; the cap is per device."""
+    monkeypatch.setattr(media_sync, "MAX_UNFINISHED", 3)
+    files = [b"%PDF-1.7 " + bytes([n]) * 2000 for n in range(4)]
+    for data in files[:3]:
+        assert put(field, data[:500], size=len(data), name=sha(data)).status_code == 200
+    refused = put(field, files[3][:500], size=len(files[3]), name=sha(files[3]))
+    assert refused.status_code == 409 and refused.json()["error"] == "too_many_uploads"
+    assert count(session, Upload) == 3
+    assert put(field, files[0][500:], size=len(files[0]), offset=500, name=sha(files[0])).status_code == 201
+    assert put(field, files[3][:500], size=len(files[3]), name=sha(files[3])).status_code == 200
+
+
+def test_unfinished_uploads_are_capped_by_declared_size_too(field, session, monkeypatch):
+    """The declared sizes of a device's unfinished uploads have a ceiling too."""
+    monkeypatch.setattr(media_sync, "MAX_UNFINISHED_BYTES", 5000)
+    first, second = b"%PDF-1.7 " + b"a" * 3000, b"%PDF-1.7 " + b"b" * 3000
+    assert put(field, first[:500], size=len(first), name=sha(first)).status_code == 200
+    answer = put(field, second[:500], size=len(second), name=sha(second))
+    assert answer.status_code == 409 and "part-sent" in answer.json()["message"]

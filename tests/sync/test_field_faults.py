@@ -318,9 +318,22 @@ def test_two_devices_revising_the_same_evidence_keep_both_until_a_person_decides
 # --- 19. An item the centre cannot store ----------------------------------------------------------------
 
 
+def _queue_nul(world, evidence_id: uuid.UUID) -> None:
+    """Put a NUL into a queued capture's narrative, as a device queued it before its own forms refused one."""
+    engine = device_engine(world)
+    try:
+        with Session(engine) as s:
+            queued = s.exec(select(OutboxItem).where(OutboxItem.evidence_id == evidence_id)).one()
+            queued.payload = queued.payload | {"narrative": "Mrs B said \x00 and smiled."}
+            s.commit()
+    finally:
+        engine.dispose()
+
+
 def test_an_item_the_centre_cannot_store_is_refused_and_the_rest_applied(world, session, factory):
     """Test 19: a NUL in pushed text is refused as unstorable on either database; the items behind it apply."""
-    poison = capture_on_device(world, factory, title="Holds a NUL", narrative="Mrs B said \x00 and smiled.")
+    poison = capture_on_device(world, factory, title="Holds a NUL", narrative="Mrs B said yes and smiled.")
+    _queue_nul(world, poison)
     behind = [capture_on_device(world, factory, title=f"Behind it {n}") for n in range(2)]
     result = sync(world)
     fresh(session)

@@ -67,13 +67,13 @@ def test_lost_spool_file_restarts_the_upload(field, session, tmp_path):
     actor = Actor(field.assessor, device_id=field.device.id)
     state, done = media.receive_part(session, storage, actor, digest, len(data), 0, io.BytesIO(data[:500]), 500)
     assert (state.received, done) == (500, False)
-    media.spool_path(storage, digest).unlink()
+    media.spool_path(storage, digest, field.device.id).unlink()
     with pytest.raises(media.MediaRefused) as gap:
         media.receive_part(session, storage, actor, digest, len(data), 500, io.BytesIO(data[500:]), None)
     assert gap.value.code == "upload_gap" and gap.value.extra == {"received": 0}
     state, done = media.receive_part(session, storage, actor, digest, len(data), 0, io.BytesIO(data), None)
     assert done and state.complete and session.get(Blob, digest).media_type == "application/pdf"
-    assert session.get(Upload, digest) is None and not media.spool_path(storage, digest).exists()
+    assert session.get(Upload, (field.device.id, digest)) is None and not media.spool_path(storage, digest, field.device.id).exists()
 
 
 def test_abandoned_uploads_are_discarded_and_recent_ones_kept(field, session, tmp_path):
@@ -94,16 +94,16 @@ def test_abandoned_uploads_are_discarded_and_recent_ones_kept(field, session, tm
         media.receive_part(session, storage, actor, digest, len(data), 0, io.BytesIO(data[:600]), 600)
         halves[text] = digest
     lost, sending = halves.values()
-    session.get(Upload, lost).updated_at = utcnow() - timedelta(days=20)
+    session.get(Upload, (field.device.id, lost)).updated_at = utcnow() - timedelta(days=20)
     session.commit()
     gone = media.discard_abandoned(session, storage, utcnow() - timedelta(days=14))
     session.commit()
     assert [u.sha256 for u in gone] == [lost]
-    assert session.get(Upload, lost) is None and not media.spool_path(storage, lost).exists()
-    assert session.get(Upload, sending).received == 600 and media.spool_path(storage, sending).exists()
+    assert session.get(Upload, (field.device.id, lost)) is None and not media.spool_path(storage, lost, field.device.id).exists()
+    assert session.get(Upload, (field.device.id, sending)).received == 600 and media.spool_path(storage, sending, field.device.id).exists()
     entry = session.exec(select(AuditEntry).where(AuditEntry.action == "upload.discarded")).one()
     assert entry.entity_id == lost and entry.details["received"] == 600
-    assert media.state(session, storage, lost, field.assessor).received == 0
+    assert media.state(session, storage, lost, field.assessor, field.device.id).received == 0
 
 
 def test_only_an_administrator_deletes_and_only_a_draft(field, session, factory):

@@ -15,7 +15,7 @@ from PIL import Image
 from sqlalchemy import func
 from sqlmodel import Session, select
 
-from support.factories import TODAY, Factory
+from support.factories import NOW, TODAY, Factory
 from support.web import form_token
 from tracker import media
 from tracker.db import make_engine
@@ -37,6 +37,7 @@ from tracker.models import (
     UnitSignOff,
     User,
 )
+from tracker.services import eqa as eqa_service
 from tracker.services import evidence as evidence_service
 from tracker.storage import LocalStorage
 
@@ -93,11 +94,12 @@ def build(session, factory, storage) -> dict:
     expert = factory.expert_witness(name="Eve Expert")
     witness = factory.user(Role.WITNESS, name="Will Witness")
     eqa = factory.user(Role.EQA, name="Ezra External")
+    granted, other = factory.user(Role.EQA, name="Greta Granted"), factory.user(Role.EQA, name="Otto Other")
     c = factory.candidate(name="Cara Candidate", assessors=(a,), iqas=(iqa,), witnesses=(witness,),
                           expert_witnesses=(expert,))
     d = factory.candidate(name="Dan Candidate", assessors=(b,))
     users = {"administrator": factory.admin, "assessor_a": a, "assessor_b": b, "iqa": iqa,
-             "expert_witness": expert, "witness": witness, "eqa": eqa,
+             "expert_witness": expert, "witness": witness, "eqa": eqa, "eqa_granted": granted, "eqa_other": other,
              "candidate_c": session.get(User, c.user_id), "candidate_d": session.get(User, d.user_id)}
     observation = factory.capture(a, c, "observation", title="Observed care planning")
     stored = media.ingest(session, storage, io.BytesIO(png_bytes()), "one-page profile.png")
@@ -107,6 +109,10 @@ def build(session, factory, storage) -> dict:
     testimony = factory.capture(witness, c, "witness_testimony", title="Testimony from the night shift")
     draft = factory.capture(users["candidate_c"], c, "work_product", title="Draft support plan", submit=False,
                             attachments=[], seen_in_place=True, location="Care plan folder, office")
+    for inspector, candidate in ((granted, c), (other, d)):  # a visit in force: one to C, one to D only
+        eqa_service.grant(session, factory.as_admin, {
+            "eqa_id": inspector.id, "candidate_ids": [candidate.id], "starts_at": NOW - timedelta(days=1),
+            "ends_at": NOW + timedelta(days=7), "reason": "Standards verification visit"})
     session.commit()
     return {"people": {role: user.id for role, user in users.items()}, "c": c.id, "d": d.id,
             "observation": observation.id, "work_product": work_product.id, "testimony": testimony.id,
@@ -284,6 +290,16 @@ def today() -> str:
     return date.today().isoformat()
 
 
+def close_account(centre: Centre, factory, session) -> None:
+    """Close a former witness's account, so the administrator can open it again (the witness still signs in)."""
+    from tracker.services import people
+
+    leaver = factory.user(Role.WITNESS, name="Len Leaver")
+    people.deactivate(session, factory.as_admin, leaver, "Left the centre")
+    session.commit()
+    centre.extra["closed"] = leaver.id
+
+
 ADMIN_ROUTES = [
     Route("admin.people", "GET", lambda ctr: "/admin/people", admin_only(200)),
     Route("admin.create_person", "GET", lambda ctr: "/admin/people/new", admin_only(200)),
@@ -292,6 +308,10 @@ ADMIN_ROUTES = [
     Route("admin.person", "GET", lambda ctr: f"/admin/people/{ctr.people['witness'].id}", admin_only(200)),
     admin_post("admin.add_role", lambda ctr: f"/admin/people/{ctr.people['witness'].id}/roles",
                lambda ctr: {"role": "expert_witness"}),
+    admin_post("admin.deactivate", lambda ctr: f"/admin/people/{ctr.people['witness'].id}/close",
+               lambda ctr: {"account_reason": "Left the centre"}),
+    Route("admin.reactivate", "POST", lambda ctr: f"/admin/people/{ctr.extra.get('closed', NOBODY)}/reopen",
+          admin_only(303), lambda ctr, role: {}, "AuditEntry", prepare=close_account),
     admin_post("admin.add_qualification", lambda ctr: f"/admin/people/{ctr.people['assessor_b'].id}/qualifications",
                lambda ctr: {"q_qualification_code": "D32_D33", "q_verified_on": today()}),
     admin_post("admin.add_competence", lambda ctr: f"/admin/people/{ctr.people['assessor_b'].id}/competence",
@@ -500,8 +520,13 @@ DEVICE_ROUTES = [
           expect(404, administrator=200, assessor_a=200), prepare=open_conflict),
 ]
 
+NEW_PASSWORD = {"current": "correct horse battery", "password": "a brand new passphrase",
+                "confirm": "a brand new passphrase"}
 ROUTES = [
     Route("auth.login", "GET", lambda ctr: "/auth/login", expect(200, signed_out=200)),
+    Route("auth.password", "GET", lambda ctr: "/auth/password", expect(200)),
+    Route("auth.password", "POST", lambda ctr: "/auth/password", expect(303), lambda ctr, role: NEW_PASSWORD,
+          "AuditEntry"),
     Route("auth.login", "POST", lambda ctr: "/auth/login", expect(302, signed_out=401),
           lambda ctr, role: {"email": ctr.people[role].email if role in ctr.people else "nobody@centre.test",
                              "password": "correct horse battery"}),
@@ -547,7 +572,25 @@ ROUTES = [
 # An EQA account is read-only everywhere: every write (all but signing in and out) is refused before anything else.
 ROUTES = [Route(r.endpoint, r.method, r.path, r.statuses | {"eqa": 403}, r.body, r.writes, r.prepare, r.label)
           if r.method != "GET" and not r.endpoint.startswith("auth.") else r for r in ROUTES]
-CASES = [pytest.param(route, role, id=f"{route.id}-{role}") for route in ROUTES for role in ROLES]
+
+# Two EQAs on a visit in force: one granted C (whose records the routes name), one granted only D. Every quality
+# assurance route, the inspection pages and C's own records answer each as their grant allows; writes stay refused.
+INSPECTORS = ("eqa_granted", "eqa_other")
+INSPECTED = {  # route id: (EQA granted C, EQA granted only D)
+    "GET quality.index": (200, 200), "GET quality.new_strategy": (403, 403), "POST quality.new_strategy": (403, 403),
+    "GET quality.strategy": (200, 404), "POST quality.draw": (403, 403), "GET quality.coverage": (200, 404),
+    "GET quality.sample": (200, 404), "POST quality.add_item": (403, 403), "GET quality.item": (200, 404),
+    "POST quality.item": (403, 403), "GET quality.item sign-off": (200, 404), "POST quality.item sign-off": (403, 403),
+    "GET quality.actions": (200, 200), "POST quality.respond": (403, 403), "POST quality.close": (403, 403),
+    "GET quality.report": (200, 200), "GET quality.report_pdf": (200, 200),
+    "GET inspection.index": (200, 200), "GET inspection.records": (200, 200), "GET inspection.audit": (200, 200),
+    "GET portfolio.detail": (200, 404), "GET evidence.detail observation by A": (200, 404),
+    "GET portfolio.pack": (200, 404), "GET files.download": (200, 404),
+}
+ROUTES = [Route(r.endpoint, r.method, r.path, r.statuses | dict(zip(INSPECTORS, INSPECTED[r.id], strict=True)),
+                r.body, r.writes, r.prepare, r.label) if r.id in INSPECTED else r for r in ROUTES]
+CASES = [pytest.param(route, role, id=f"{route.id}-{role}") for route in ROUTES
+         for role in ROLES + (INSPECTORS if route.id in INSPECTED else ())]
 
 # The sync API does not use the session cookie: its routes authenticate a device's bearer token, so the roles
 # above do not apply to them. They are covered here by `test_api_ignores_the_session_cookie` (every signed-in
@@ -616,6 +659,8 @@ def test_permission_matrix(client, session, factory, centre, as_role, route, rol
     if role == "signed_out" and expected == 302:
         assert response.headers["Location"].startswith("/auth/login")
     after = snapshot(session)
+    if role in INSPECTORS and route.method == "GET":  # every page an EQA opens on a visit is logged, nothing else
+        assert after.pop("AuditEntry") == before.pop("AuditEntry") + 1
     if route.writes and expected == 303:
         assert after[route.writes] != before[route.writes], f"{route.writes} not written"
     elif route.endpoint != "auth.login":

@@ -28,6 +28,7 @@ from .people import (
     OccupationalCompetence,
     Role,
     RoleGrant,
+    SignInAttempt,
     User,
 )
 from .spec import Criterion, Outcome, Qualification, QualificationUnit, RangeItem, SpecPack, Unit
@@ -39,7 +40,7 @@ __all__ = [
     "CandidateAssignment", "Criterion", "CriterionDecision", "DecisionEvidence", "Evidence",
     "EvidenceCriterion", "EvidenceRangeItem", "EvidenceReview", "EvidenceVersion", "ExpertWitnessApproval",
     "IqaQualification", "IqaReview", "Method", "OccupationalCompetence", "Outcome", "Qualification",
-    "QualificationUnit", "RangeItem", "Role", "RoleGrant", "Signature", "SignatureKind", "SpecPack", "Status",
+    "QualificationUnit", "RangeItem", "Role", "RoleGrant", "Signature", "SignInAttempt", "SignatureKind", "SpecPack", "Status",
     "Unit", "UnitSignOff", "User", "metadata", "new_id", "utcnow",
 ]
 

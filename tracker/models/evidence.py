@@ -3,7 +3,7 @@ import uuid
 from datetime import date, datetime
 from enum import StrEnum
 
-from sqlalchemy import Text, UniqueConstraint
+from sqlalchemy import Index, Text, UniqueConstraint
 from sqlmodel import Field, Relationship, SQLModel
 
 from .base import new_id, utcnow
@@ -156,8 +156,10 @@ class Signature(SQLModel, table=True):
 
 
 class EvidenceReview(SQLModel, table=True):
-    """An assessor's acceptance or referral of a version, with feedback."""
+    """An assessor's acceptance or referral of a version, with feedback: one decision per version, held by the
+    database itself however many requests arrive at once."""
 
+    __table_args__ = (Index("uq_evidencereview_version_id", "version_id", unique=True),)
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     evidence_id: uuid.UUID = Field(foreign_key="evidence.id", index=True)
     version_id: uuid.UUID = Field(foreign_key="evidenceversion.id")

@@ -30,6 +30,9 @@ class User(SQLModel, table=True):
     name: str = Field(max_length=200)
     password_hash: str | None = Field(default=None, max_length=255)
     active: bool = True
+    # Every signed-in session names the count it began under; ending all of a person's sessions (sign-out, a new
+    # password, a closed account) moves the count on, in the database every server process reads.
+    session_epoch: int = 0
     created_at: datetime = Field(default_factory=utcnow)
     roles: list["RoleGrant"] = Relationship(
         back_populates="user", sa_relationship_kwargs={"foreign_keys": "RoleGrant.user_id", "lazy": "selectin"}
@@ -132,3 +135,17 @@ class CandidateAssignment(SQLModel, table=True):
     role: str = Field(max_length=20)
     assigned_on: date
     ended_on: date | None = None
+
+
+class SignInAttempt(SQLModel, table=True):
+    """One attempt to sign in (with a password, on a page or a device), counted to slow password guessing.
+
+    Kept in the database so that every server process counts the same attempts. The account is named by the sha256
+    of the email address typed, so the table never holds addresses, known or not.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    address: str = Field(max_length=64, index=True)  # the client's IP address, as the trusted proxy gave it
+    account: str = Field(max_length=64, index=True)  # sha256 hex of the email address as typed, normalised
+    failed: bool = True
+    at: datetime = Field(default_factory=utcnow, index=True)

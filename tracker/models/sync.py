@@ -91,12 +91,15 @@ class Tombstone(SQLModel, table=True):
 
 
 class Upload(SQLModel, table=True):
-    """A file a device is sending in parts, named by the sha256 it declared; gone once the blob is stored."""
+    """A file a device is sending in parts, named by the sha256 it declared; gone once the blob is stored.
 
+    Each device has its own upload of a file (and its own spool file), so no other device can block or spoil it.
+    """
+
+    device_id: uuid.UUID = Field(foreign_key="device.id", primary_key=True)
     sha256: str = Field(primary_key=True, max_length=64)
     size: int  # the total the device declared
     received: int = 0  # bytes written to the spool file so far, always a prefix of the file
-    device_id: uuid.UUID | None = Field(default=None, foreign_key="device.id")
     started_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

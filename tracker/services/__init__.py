@@ -5,7 +5,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, InvalidText
 
 T = TypeVar("T", bound=BaseModel)
 V = TypeVar("V")
@@ -24,13 +24,15 @@ def validate(model: type[T], data: object) -> T:
         field = ".".join(str(p) for p in first["loc"]) or None
         label = (field or "input").replace("_", " ")
         message = _plain(first["msg"])
-        joiner = " " if message.startswith("should") else ": "
-        raise InvalidInput(f"{label.capitalize()}{joiner}{message}.", field=field) from None
+        joiner = " " if message.startswith(("should", "contains", "cannot")) else ": "
+        refusal = InvalidText if first["type"] == "invalid_text" else InvalidInput
+        raise refusal(f"{label.capitalize()}{joiner}{message}.", field=field) from None
 
 
 def _plain(message: str) -> str:
     """Make pydantic's messages read as sentences for people."""
-    return message.replace("Input should be", "should be").replace("String should", "should").rstrip(".")
+    return message.replace("Input should be", "should be").replace("String should", "should").removeprefix(
+        "Value error, ").rstrip(".")
 
 
 @contextmanager

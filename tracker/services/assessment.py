@@ -9,7 +9,7 @@ from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import Select
 
 from .. import clock, readiness, rules
-from ..audit import Actor, record
+from ..audit import Actor, record, turn
 from ..errors import InvalidInput, NotFound, NotPermitted
 from ..hashing import content_hash
 from ..models import (
@@ -33,7 +33,9 @@ from ..models import (
 )
 from . import people
 from .evidence import locked_on, unit_for
+from .inputs import text
 
+NOTE_LIMIT = REASON_LIMIT = 5000  # a decision's note, an IQA's reasons and feedback: the forms say so
 SIGNOFF_DECLARATION = (
     "I declare that the candidate has met all the assessment criteria of this unit, that the evidence is authentic "
     "and the candidate's own, and that it was generated from real work activities, assessed in line with the "
@@ -57,23 +59,27 @@ def _check_assessor_of(session: Session, actor: Actor, candidate: Candidate, uni
 
 def decide(session: Session, actor: Actor, candidate_id: uuid.UUID | str, unit_code: str, criterion_code: str,
            outcome: str, evidence_ids: list[uuid.UUID | str], note: str = "") -> CriterionDecision:
-    """Judge a criterion met or not yet met, on evidence mapped to it."""
+    """Judge a criterion met or not yet met, on evidence mapped to it (a later decision replaces an earlier one)."""
+    note = text(note, "note", max_length=NOTE_LIMIT, label="note")
+    turn(session)
     candidate = people.get_candidate(session, candidate_id)
     unit = unit_for(session, candidate, unit_code)
     _check_assessor_of(session, actor, candidate, unit, "judge assessment criteria")
     if outcome not in ("met", "not_met"):
         raise InvalidInput("Judge the criterion met or not yet met.", field="outcome")
-    criterion = session.exec(select(Criterion).where(Criterion.unit_id == unit.id, Criterion.code == criterion_code,
-                                                     col(Criterion.retired).is_(False))).first()
+    wanted = text(criterion_code, "criterion", max_length=40, label="criterion", multiline=False)
+    criterion = session.exec(select(Criterion).where(
+        Criterion.unit_id == unit.id, Criterion.code == wanted, col(Criterion.retired).is_(False))).first()
     if criterion is None:
-        raise InvalidInput(f"Unit {unit.code} has no criterion {criterion_code}.", field="criterion")
+        raise InvalidInput(f"Unit {unit.code} has no criterion {wanted}: choose one of its criteria.",
+                           field="criterion")
     evidence = _decision_evidence(session, candidate, criterion, evidence_ids)
     if outcome == "met" and not any(e.status == "accepted" for e in evidence):
         raise rules.RuleViolation(
             "criteria_not_met",
             f"Criterion {criterion.code} can be judged met only on accepted evidence mapped to it. Accept the "
             "evidence first, or choose evidence that has been accepted.", field="evidence")
-    return _record_decision(session, actor, candidate, criterion, outcome, evidence, (note or "").strip())
+    return _record_decision(session, actor, candidate, criterion, outcome, evidence, note)
 
 
 def _decision_evidence(session: Session, candidate: Candidate, criterion: Criterion,
@@ -232,6 +238,7 @@ def _current_decisions(session: Session, unit: Unit, code_of: dict[int, str], de
 def sign_off(session: Session, actor: Actor, candidate_id: uuid.UUID | str, unit_code: str,
              declaration_signed: bool) -> UnitSignOff:
     """Sign a unit off when every rule holds, with the assessor's declaration; the unit is then locked."""
+    turn(session)  # a second sign-off sent at the same moment then finds the unit locked
     candidate = people.get_candidate(session, candidate_id)
     unit = unit_for(session, candidate, unit_code)
     _check_assessor_of(session, actor, candidate, unit, "sign the unit off")
@@ -259,6 +266,8 @@ def sign_off(session: Session, actor: Actor, candidate_id: uuid.UUID | str, unit
 
 def reopen(session: Session, actor: Actor, candidate_id: uuid.UUID | str, unit_code: str, reason: str) -> UnitSignOff:
     """Reopen a signed-off unit, with a reason kept in the audit log."""
+    reason = text(reason, "reason", max_length=REASON_LIMIT, label="reason")
+    turn(session)
     candidate = people.get_candidate(session, candidate_id)
     unit = unit_for(session, candidate, unit_code)
     row = session.exec(select(UnitSignOff).where(UnitSignOff.candidate_id == candidate.id,
@@ -266,11 +275,10 @@ def reopen(session: Session, actor: Actor, candidate_id: uuid.UUID | str, unit_c
                                                  col(UnitSignOff.reopened_at).is_(None))).first()
     if row is None:
         raise InvalidInput(f"Unit {unit.code} is not signed off.", field="unit")
-    reason = (reason or "").strip()
     rules.check_reopen(actor.name, _may_reopen(session, actor, candidate, unit), reason, unit.code)
     row.reopened_at, row.reopened_by_id, row.reopen_reason = utcnow(), actor.id, reason
     session.add(row)
-    record(session, actor, "unit.reopened", row, candidate=str(candidate.id), unit=unit.code, reason=reason.strip())
+    record(session, actor, "unit.reopened", row, candidate=str(candidate.id), unit=unit.code, reason=reason)
     return row
 
 
@@ -286,6 +294,8 @@ def _may_reopen(session: Session, actor: Actor, candidate: Candidate, unit: Unit
 def record_assignment_result(session: Session, actor: Actor, candidate_id: uuid.UUID | str, unit_code: str,
                              outcome: str, note: str = "") -> AssignmentResult:
     """Record the internally marked outcome of an assignment-assessed unit (Unit 001)."""
+    note = text(note, "note", max_length=NOTE_LIMIT, label="note")
+    turn(session)
     candidate = people.get_candidate(session, candidate_id)
     unit = unit_for(session, candidate, unit_code)
     if unit.strategy.mode != "assignment":
@@ -295,7 +305,7 @@ def record_assignment_result(session: Session, actor: Actor, candidate_id: uuid.
     if outcome not in ("pass", "refer"):
         raise InvalidInput("Record the assignment as passed or referred.", field="outcome")
     row = AssignmentResult(candidate_id=candidate.id, unit_id=unit.id, outcome=outcome, marked_by_id=actor.id,
-                           marked_on=actor.today, note=(note or "").strip())
+                           marked_on=actor.today, note=note)
     session.add(row)
     session.flush()
     record(session, actor, "assignment.marked", row, candidate=str(candidate.id), unit=unit.code, outcome=outcome)
@@ -398,6 +408,7 @@ def iqa_review(session: Session, actor: Actor, decision_id: uuid.UUID | str, ver
     """Record an IQA's agreement or disagreement with a decision they had no part in, and any feedback on the
     assessor's planning and feedback."""
     people.require_role(actor, Role.IQA)
+    turn(session)
     decision = _subject(session, CriterionDecision, decision_id, "assessment decision")
     rules.check_iqa_independence(actor.id, decision.assessor_id,
                                  evidence_recorders(session, [decision.id])[decision.id], actor.name)
@@ -409,6 +420,7 @@ def iqa_review_sign_off(session: Session, actor: Actor, signoff_id: uuid.UUID | 
                         practice_feedback: str = "") -> IqaReview:
     """Record an IQA's verdict on a unit sign-off resting on nothing of theirs, with any practice feedback."""
     people.require_role(actor, Role.IQA)
+    turn(session)
     signoff = _subject(session, UnitSignOff, signoff_id, "unit sign-off")
     unit = session.get(Unit, signoff.unit_id)
     basis = sign_off_basis(session, [signoff.id])[signoff.id]
@@ -427,12 +439,11 @@ def _record_review(session: Session, actor: Actor, noun: str, subject: dict[str,
     """Check a verdict, its reasons and the practice feedback, then store the review with its audit entry."""
     if verdict not in ("agree", "disagree"):
         raise InvalidInput(f"Record whether you agree or disagree with the {noun}.", field="verdict")
-    reasons = (reasons or "").strip()
+    reasons = text(reasons, "reasons", max_length=REASON_LIMIT, label="reasons")
     if verdict == "disagree" and len(reasons) < 10:
         raise InvalidInput("Give the reasons for disagreeing, so the assessor can act on them.", field="reasons")
-    practice_feedback = (practice_feedback or "").strip()
-    if len(practice_feedback) > 5000:
-        raise InvalidInput("Keep the feedback under 5000 characters.", field="practice_feedback")
+    practice_feedback = text(practice_feedback, "practice_feedback", max_length=REASON_LIMIT,
+                             label="feedback on practice")
     row = IqaReview(iqa_id=actor.id, verdict=verdict, reasons=reasons, practice_feedback=practice_feedback,
                     **subject)
     session.add(row)

@@ -5,7 +5,7 @@ from sqlalchemy import delete
 from sqlmodel import Session, col, select
 
 from ..audit import Actor, record
-from ..errors import InvalidInput, NotPermitted
+from ..errors import NotPermitted
 from ..models import (
     Attachment,
     DecisionEvidence,
@@ -19,15 +19,14 @@ from ..models import (
     Tombstone,
 )
 from . import evidence as evidence_service
+from .inputs import text
 from .people import require_role
 
 
 def delete_draft(session: Session, actor: Actor, evidence_id: uuid.UUID | str, reason: str) -> Tombstone:
     """Delete a draft that was recorded by mistake (administrators only), keeping a tombstone and an audit entry."""
     require_role(actor, Role.ADMINISTRATOR)
-    reason = (reason or "").strip()
-    if not reason or len(reason) > 500:
-        raise InvalidInput("Give the reason for deleting this draft (up to 500 characters).", field="reason")
+    reason = text(reason, "reason", max_length=500, label="reason for deleting this draft", required=True)
     item = evidence_service.get(session, evidence_id)
     if item.status != Status.DRAFT:
         raise NotPermitted("Only a draft can be deleted; submitted evidence stays on record.")

@@ -11,6 +11,7 @@ from ..clock import aware
 from ..errors import InvalidInput, NotFound, NotPermitted
 from ..models import Candidate, EqaGrant, EqaGrantCandidate, Role, User
 from . import validate
+from .inputs import Moment, paragraphs, text
 
 MAX_DAYS = 366  # an inspection visit, or a year's sampling at most; longer needs a new grant
 
@@ -21,9 +22,9 @@ class GrantIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
     eqa_id: uuid.UUID
     candidate_ids: list[uuid.UUID] = Field(min_length=1, max_length=500)
-    starts_at: datetime
-    ends_at: datetime
-    reason: str = Field(min_length=1, max_length=2000)
+    starts_at: Moment
+    ends_at: Moment
+    reason: paragraphs(2000, min_length=1)
 
 
 @dataclass(frozen=True)
@@ -84,7 +85,8 @@ def grant(session: Session, actor: Actor, data: GrantIn | dict) -> EqaGrant:
     if ends <= starts:
         raise InvalidInput("The access must end after it starts.", field="ends_at")
     if (ends - starts).days > MAX_DAYS:
-        raise InvalidInput(f"Grant access for {MAX_DAYS} days at most; grant again to extend it.", field="ends_at")
+        raise InvalidInput(f"Grant access for {MAX_DAYS} days at most from its start to its end; grant again to "
+                           "extend it.", field="ends_at")
     wanted = set(data.candidate_ids)
     found = set(session.exec(select(Candidate.id).where(col(Candidate.id).in_(wanted))))
     if wanted - found:
@@ -110,10 +112,10 @@ def revoke(session: Session, actor: Actor, grant_id: uuid.UUID | str, reason: st
         raise NotFound("inspection access")
     if row.revoked_at is not None:
         raise InvalidInput("This access has already been withdrawn.", field="reason")
-    reason = (reason or "").strip()
+    reason = text(reason, "reason", max_length=500, label="reason the access is withdrawn")
     if not reason:
         raise InvalidInput("Say why the access is withdrawn.", field="reason")
-    row.revoked_at, row.revoked_by_id, row.revoked_reason = now, actor.id, reason[:500]
+    row.revoked_at, row.revoked_by_id, row.revoked_reason = now, actor.id, reason
     session.add(row)
     record(session, actor, "eqa.revoked", row, eqa=str(row.eqa_id), reason=row.revoked_reason)
     return row

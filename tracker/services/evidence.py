@@ -1,7 +1,7 @@
 """Evidence: capture, edit, revise, submit, sign and review, each checked against the handbook rules."""
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date
 from types import SimpleNamespace
 from typing import Any
 
@@ -10,8 +10,9 @@ from sqlalchemy import insert
 from sqlmodel import Session, SQLModel, col, delete, select
 
 from .. import access, clock, rules
-from ..audit import Actor, Change, record, record_many
-from ..errors import InvalidInput, NotFound, NotPermitted, Refusal
+from ..audit import Actor, Change, record, record_many, turn
+from ..db import insert_new
+from ..errors import AlreadyDone, InvalidInput, NotFound, NotPermitted, Refusal
 from ..hashing import content_hash
 from ..models import (
     Attachment,
@@ -40,6 +41,7 @@ from ..models import (
     utcnow,
 )
 from . import people, remembered, validate
+from .inputs import ClientId, Day, Moment, line, paragraphs, text
 
 SHA256 = r"^[0-9a-f]{64}$"
 CONTENT_FIELDS = ("title", "activity_date", "setting", "setting_detail", "simulated", "narrative", "seen_in_place",
@@ -63,15 +65,15 @@ class _In(BaseModel):
 class CriterionLink(_In):
     """A criterion the evidence covers, with a note on how."""
 
-    code: str = Field(min_length=1, max_length=40)
-    note: str = Field(default="", max_length=5000)
+    code: line(40, min_length=1)
+    note: paragraphs(5000) = ""
 
 
 class AttachmentIn(_In):
     """A stored file to attach, by its hash."""
 
     sha256: str = Field(pattern=SHA256)
-    filename: str = Field(min_length=1, max_length=255)
+    filename: line(255, min_length=1)
 
     @field_validator("filename")
     @classmethod
@@ -86,45 +88,39 @@ class SignatureIn(_In):
     """A signature to add to the current version."""
 
     kind: SignatureKind
-    signer_name: str | None = Field(default=None, max_length=200)
+    signer_name: line(200) | None = None
     image_sha256: str | None = Field(default=None, pattern=SHA256)
 
 
 class ContentIn(_In):
     """The content of one version of a piece of evidence."""
 
-    title: str = Field(min_length=1, max_length=200)
-    activity_date: date
-    setting: str | None = Field(default=None, max_length=40)
-    setting_detail: str | None = Field(default=None, max_length=300)
+    title: line(200, min_length=1)
+    activity_date: Day
+    setting: line(40) | None = None
+    setting_detail: line(300) | None = None
     simulated: bool = False
-    narrative: str = Field(min_length=1, max_length=50_000)
+    narrative: paragraphs(50_000, min_length=1)
     seen_in_place: bool = False
-    location: str | None = Field(default=None, max_length=300)
-    witness_name: str | None = Field(default=None, max_length=200)
-    witness_role: str | None = Field(default=None, max_length=200)
-    witness_relationship: str | None = Field(default=None, max_length=200)
-    witness_contact: str | None = Field(default=None, max_length=300)
+    location: line(300) | None = None
+    witness_name: line(200) | None = None
+    witness_role: line(200) | None = None
+    witness_relationship: line(200) | None = None
+    witness_contact: line(300) | None = None
     witness_related: bool = False
     criteria: list[CriterionLink] = Field(default=[], max_length=200)
-    range_items: list[str] = Field(default=[], max_length=500)
+    range_items: list[line(200)] = Field(default=[], max_length=500)
     attachments: list[AttachmentIn] = Field(default=[], max_length=100)
-    captured_at: datetime | None = None
-
-    @field_validator("captured_at")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        # A device clock without a zone is taken as UTC: it is metadata, never used for ordering.
-        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+    captured_at: Moment | None = None  # a device clock without a zone is UTC: metadata, never used for ordering
 
 
 class EvidenceIn(ContentIn):
     """A new piece of evidence, as captured on a form, a device or the command line."""
 
-    id: uuid.UUID | None = None
+    id: ClientId | None = None
     candidate_id: uuid.UUID
-    unit: str = Field(default="002", min_length=1, max_length=40)
-    method: str = Field(min_length=1, max_length=40)
+    unit: line(40, min_length=1) = "002"
+    method: line(40, min_length=1)
     submit: bool = False
     signatures: list[SignatureIn] = Field(default=[], max_length=10)
 
@@ -146,7 +142,7 @@ def get(session: Session, evidence_id: uuid.UUID | str) -> Evidence:
         key = evidence_id if isinstance(evidence_id, uuid.UUID) else uuid.UUID(str(evidence_id))
     except ValueError:
         raise NotFound("evidence") from None
-    evidence = session.get(Evidence, key)
+    evidence = session.get(Evidence, key, populate_existing=True)  # as stored now, not as this request first read it
     if evidence is None:
         raise NotFound("evidence")
     return evidence
@@ -155,7 +151,8 @@ def get(session: Session, evidence_id: uuid.UUID | str) -> Evidence:
 def current_version(session: Session, evidence: Evidence) -> EvidenceVersion:
     """Return the version that counts now."""
     return session.exec(select(EvidenceVersion).where(
-        EvidenceVersion.evidence_id == evidence.id, EvidenceVersion.number == evidence.current_version)).one()
+        EvidenceVersion.evidence_id == evidence.id, EvidenceVersion.number == evidence.current_version)
+        .execution_options(populate_existing=True)).one()
 
 
 def unit_for(session: Session, candidate: Candidate, code: str) -> Unit:
@@ -422,9 +419,11 @@ def capture(session: Session, actor: Actor, data: EvidenceIn | dict) -> Evidence
     checked = check_capture(session, actor, data)
     if isinstance(checked, Evidence):
         return checked
-    evidence = Evidence(**checked.evidence)
-    session.add(evidence)
-    session.flush()
+    if not insert_new(session, Evidence, checked.evidence):
+        # The same form sent twice at once (or a device's retry): the other request stored it first. The same
+        # content gets the same answer; other content under the same id is a conflict.
+        return _existing(session, checked.id, checked.version["content_hash"])
+    evidence = session.get(Evidence, checked.id)
     session.add(EvidenceVersion(**checked.version))
     session.flush()
     session.add_all([model(**row) for model, row in checked.rows])
@@ -473,6 +472,7 @@ def _by_candidate(evidence: Evidence, candidate: Candidate) -> bool:
 def update_draft(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: ContentIn | dict) -> Evidence:
     """Change a draft in place; signed content refuses, and must be revised as a new version."""
     data = validate(ContentIn, data)
+    turn(session)
     evidence = get(session, evidence_id)
     candidate = session.get(Candidate, evidence.candidate_id)
     unit = session.get(Unit, evidence.unit_id)
@@ -504,6 +504,7 @@ def revise(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: C
     The version changed is named by its content hash where known (a number can repeat on two devices, G4), or by
     its number; a change made on a version that has since been replaced is refused as out of date."""
     data = validate(ContentIn, data)
+    turn(session)
     evidence = get(session, evidence_id)
     candidate = session.get(Candidate, evidence.candidate_id)
     unit = session.get(Unit, evidence.unit_id)
@@ -538,6 +539,7 @@ def revise(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: C
 
 def submit(session: Session, actor: Actor, evidence_id: uuid.UUID | str) -> Evidence:
     """Submit a draft for assessment, re-checking every rule on its content."""
+    turn(session)
     evidence = get(session, evidence_id)
     candidate = session.get(Candidate, evidence.candidate_id)
     unit = session.get(Unit, evidence.unit_id)
@@ -574,6 +576,7 @@ def content_of(session: Session, version: EvidenceVersion) -> ContentIn:
 def sign(session: Session, actor: Actor, evidence_id: uuid.UUID | str, data: SignatureIn | dict) -> Signature:
     """Sign the current version of a piece of evidence, binding the signature to its content hash."""
     data = validate(SignatureIn, data)
+    turn(session)
     evidence = get(session, evidence_id)
     candidate = session.get(Candidate, evidence.candidate_id)
     rules.check_unit_unlocked(locked_on(session, candidate.id, evidence.unit_id),
@@ -597,7 +600,8 @@ def _check_signatures(session: Session, actor: Actor, candidate: Candidate, meth
 def _sign(session: Session, actor: Actor, evidence: Evidence, version: EvidenceVersion, candidate: Candidate,
           data: SignatureIn) -> Signature:
     name, signer_id = _signer(session, actor, evidence, version, candidate, data)
-    existing = next((s for s in version.signatures if s.kind == data.kind and s.signer_name == name), None)
+    existing = session.exec(select(Signature).where(Signature.version_id == version.id, Signature.kind == data.kind,
+                                                    Signature.signer_name == name)).first()
     if existing is not None:
         return existing
     if data.image_sha256:
@@ -653,7 +657,10 @@ def _signer(session: Session, actor: Actor, evidence: Evidence, version: Evidenc
 
 
 def review(session: Session, actor: Actor, evidence_id: uuid.UUID | str, outcome: str, feedback: str) -> EvidenceReview:
-    """Accept or refer submitted evidence; a referral needs developmental feedback."""
+    """Accept or refer submitted evidence; a referral needs developmental feedback. Each version is decided once:
+    the same decision sent again is answered as the first was, any other is told who decided it first."""
+    feedback = text(feedback, "feedback", max_length=FEEDBACK_LIMIT, label="feedback")
+    turn(session)
     evidence = get(session, evidence_id)
     candidate = session.get(Candidate, evidence.candidate_id)
     unit = session.get(Unit, evidence.unit_id)
@@ -663,13 +670,14 @@ def review(session: Session, actor: Actor, evidence_id: uuid.UUID | str, outcome
     rules.check_unit_unlocked(locked_on(session, candidate.id, unit.id), unit.code)
     if outcome not in (Status.ACCEPTED, Status.REFERRED):
         raise InvalidInput("Choose to accept or refer the evidence.", field="outcome")
+    version = current_version(session, evidence)
+    if evidence.status in (Status.ACCEPTED, Status.REFERRED):
+        return _decided(session, actor, version, outcome, feedback)
     if evidence.status not in (Status.SUBMITTED, Status.RESUBMITTED):
         raise InvalidInput(f"This evidence is {evidence.status}, not waiting for a decision.", field="status")
-    feedback = (feedback or "").strip()
     if outcome == Status.REFERRED and len(feedback) < 10:
         raise InvalidInput("Give developmental feedback when referring evidence: say what to add or change.",
                            field="feedback")
-    version = current_version(session, evidence)
     row = EvidenceReview(evidence_id=evidence.id, version_id=version.id, reviewer_id=actor.id, outcome=outcome,
                          feedback=feedback)
     evidence.status = outcome
@@ -677,3 +685,21 @@ def review(session: Session, actor: Actor, evidence_id: uuid.UUID | str, outcome
     session.flush()
     record(session, actor, f"evidence.{outcome}", evidence, version=str(version.id), feedback=feedback)
     return row
+
+
+FEEDBACK_LIMIT = 5000  # the feedback on one decision; the form says so
+
+
+def _decided(session: Session, actor: Actor, version: EvidenceVersion, outcome: str, feedback: str) -> EvidenceReview:
+    """Return the decision already made on this version if it is this one again; otherwise say who made it."""
+    found = session.exec(select(EvidenceReview, User.name).join(User, User.id == EvidenceReview.reviewer_id)
+                         .where(EvidenceReview.version_id == version.id)).first()
+    if found is None:  # decided elsewhere (a centre this portfolio came from) with no review of this version here
+        raise InvalidInput("This evidence has already been decided, so it is not waiting for a decision.",
+                           field="status")
+    row, name = found
+    if (row.reviewer_id, row.outcome, row.feedback) == (actor.id, outcome, feedback):
+        return row
+    raise AlreadyDone(f"This evidence was already decided by {name}: {row.outcome} on "
+                      f"{clock.day_of(row.created_at):%-d %B %Y}. Their decision stands; reload the page to see it.",
+                      field="outcome")

@@ -10,6 +10,7 @@ import tempfile
 import uuid
 import zipfile
 import zlib
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from ..models import (
     utcnow,
 )
 from .evidence import CONTENT_FIELDS, AttachmentIn, ContentIn, CriterionLink, version_content
+from .inputs import CONTROL
 
 FORMAT = "tracker-portfolio-pack"
 FORMAT_VERSION = 1
@@ -378,6 +380,7 @@ def verify(source: str | Path | BinaryIO, max_total: int = MAX_TOTAL) -> Report:
     report = Report(data, hashlib.sha256(body).hexdigest())
     try:
         _check_files(pack, body, report)
+        _check_text(data, "manifest", report)
         _check_content(data, report)
         _check_decisions(data, report)
         _check_iqa_reviews(data, report)
@@ -385,6 +388,20 @@ def verify(source: str | Path | BinaryIO, max_total: int = MAX_TOTAL) -> Report:
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a hand-edited manifest of the wrong shape
         report.problems.append(f"manifest.json: a record is malformed ({type(exc).__name__}: {exc}).")
     return report
+
+
+def _check_text(value: Any, where: str, report: Report) -> None:
+    """Name every text in the manifest holding a character no stored text may hold (NUL, a control character)."""
+    if isinstance(value, str):
+        if bad := CONTROL.search(value):
+            report.problems.append(f"{where}: holds a character that cannot be stored (U+{ord(bad.group()):04X}).")
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key, f"{where} (a name)", report)
+            _check_text(item, f"{where}.{key}", report)
+    elif isinstance(value, list):
+        for n, item in enumerate(value):
+            _check_text(item, f"{where}[{n}]", report)
 
 
 def _check_files(pack: Pack, body: bytes, report: Report) -> None:
@@ -433,11 +450,14 @@ def recompute(candidate_id: str, unit: str, method: str, version: dict) -> str:
 def _check_content(data: dict, report: Report) -> None:
     """Check every version's content hash and every signature's binding to the content it signs."""
     candidate_id = data["candidate"]["id"]
+    reviewed = Counter(r["version_id"] for r in data["reviews"])
     for e in data["evidence"]:
         if e["candidate_id"] != candidate_id:
             report.problems.append(f"evidence {e['id']}: belongs to another candidate.")
         for v in e["versions"]:
             label = f"evidence '{v['title']}' version {v['number']}"
+            if reviewed[v["id"]] > 1:
+                report.problems.append(f"{label}: decided {reviewed[v['id']]} times; a version is decided once.")
             actual = recompute(candidate_id, e["unit"], e["method"], v)
             if actual != v["content_hash"]:
                 report.problems.append(f"{label}: content does not match its content_hash (it was changed).")

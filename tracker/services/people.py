@@ -3,16 +3,18 @@ import uuid
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from datetime import date
 from typing import NamedTuple
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from .. import rules
-from ..audit import Actor, record
+from ..audit import Actor, record, turn
 from ..errors import InvalidInput, NotFound, NotPermitted
 from ..models import (
     AssessorQualification,
@@ -29,6 +31,7 @@ from ..models import (
     User,
 )
 from . import remembered, validate
+from .inputs import Day, Email, Password, code, day, line, paragraphs, text
 
 _hasher = PasswordHasher()  # argon2id, memory-hard, with the library's recommended parameters
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
@@ -46,8 +49,31 @@ def verify_password(user: User, password: str) -> bool:
         return False
     try:
         return _hasher.verify(user.password_hash, password)
-    except (VerificationError, InvalidHashError):
+    except (VerificationError, InvalidHashError, UnicodeEncodeError):
         return False
+
+
+@cache
+def _dummy_hash(hasher: PasswordHasher) -> str:
+    """Return a hash made with the current parameters, to check a password against when no account matches."""
+    return hasher.hash("no account has this password")
+
+
+def authenticate(session: Session, email: object, password: object) -> User | None:
+    """Return the active account whose email and password these are, or None.
+
+    An unknown email address takes as long to refuse as a wrong password: the password is checked against a
+    dummy hash, so how long the answer takes never tells which addresses have accounts.
+    """
+    user = find_user(session, email) if isinstance(email, str) else None
+    password = password if isinstance(password, str) else ""
+    if user is None or not user.password_hash:
+        try:
+            _hasher.verify(_dummy_hash(_hasher), password)
+        except (VerificationError, InvalidHashError, UnicodeEncodeError):
+            pass
+        return None
+    return user if verify_password(user, password) and user.active else None
 
 
 class _In(BaseModel):
@@ -57,15 +83,18 @@ class _In(BaseModel):
 class UserIn(_In):
     """A new account."""
 
-    email: str = Field(max_length=254, pattern=EMAIL)
-    name: str = Field(min_length=1, max_length=200)
-    password: str | None = Field(default=None, min_length=10, max_length=1024)
-    roles: list[Role] = []
+    email: Email = Field(pattern=EMAIL)
+    name: line(200, min_length=1)
+    password: Password | None = None
+    roles: list[Role] = Field(default=[], max_length=len(Role))
 
-    @field_validator("email")
+    @field_validator("roles")
     @classmethod
-    def _lower(cls, value: str) -> str:
-        return value.lower()
+    def _not_candidate(cls, value: list[Role]) -> list[Role]:
+        if Role.CANDIDATE in value:
+            raise ValueError("cannot include candidate: a person becomes a candidate when they are registered, "
+                             "with their registration details")
+        return value
 
 
 def require_role(actor: Actor, *roles: str) -> None:
@@ -80,6 +109,7 @@ def create_user(session: Session, actor: Actor, data: UserIn | dict) -> User:
     """Create an account with its roles."""
     require_role(actor, Role.ADMINISTRATOR)
     data = validate(UserIn, data)
+    turn(session)  # the same form sent twice at once: the second finds the account the first made
     if session.exec(select(User).where(User.email == data.email)).first():
         raise InvalidInput(f"There is already an account for {data.email}: give that person the role instead.",
                            field="email")
@@ -94,14 +124,52 @@ def create_user(session: Session, actor: Actor, data: UserIn | dict) -> User:
 
 
 def set_password(session: Session, actor: Actor, user: User, password: str) -> None:
-    """Set a person's password (their own, or anyone's for an administrator)."""
+    """Set a person's password (their own, or anyone's for an administrator); every session they have ends."""
     if actor.user is not None and actor.id != user.id:
         require_role(actor, Role.ADMINISTRATOR)
-    if not 10 <= len(password) <= 1024:
-        raise InvalidInput("The password must be at least 10 characters long.", field="password")
+    validate(PasswordIn, {"password": password})
     user.password_hash = hash_password(password)
-    session.add(user)
+    end_sessions(session, user)
     record(session, actor, "user.password_set", user)
+
+
+class PasswordIn(_In):
+    """A new password."""
+
+    model_config = ConfigDict(extra="forbid")  # a password is kept exactly as typed, spaces and all
+    password: Password
+
+
+def end_sessions(session: Session, user: User) -> None:
+    """End every signed-in session of a person, on every browser and server process (sign-out, a new password,
+    a closed account): a session names the count it began under, and this moves the count on."""
+    session.execute(update(User).where(User.id == user.id).values(session_epoch=User.session_epoch + 1)
+                    .execution_options(synchronize_session=False))
+    session.refresh(user, ["session_epoch"])
+
+
+def deactivate(session: Session, actor: Actor, user: User, reason: str) -> None:
+    """Close a person's account: they can no longer sign in, and every session and device of theirs ends now."""
+    require_role(actor, Role.ADMINISTRATOR)
+    if actor.id == user.id:
+        raise NotPermitted("You cannot close your own account: another administrator must.")
+    reason = text(reason, "reason", max_length=500, label="reason for closing the account", required=True)
+    if not user.active:
+        return
+    user.active = False
+    session.add(user)
+    end_sessions(session, user)
+    record(session, actor, "user.deactivated", user, reason=reason)
+
+
+def reactivate(session: Session, actor: Actor, user: User) -> None:
+    """Open a closed account again; the person signs in afresh."""
+    require_role(actor, Role.ADMINISTRATOR)
+    if user.active:
+        return
+    user.active = True
+    session.add(user)
+    record(session, actor, "user.reactivated", user)
 
 
 def grant_role(session: Session, actor: Actor, user: User, role: Role | str) -> None:
@@ -125,8 +193,16 @@ def get_user(session: Session, user_id: uuid.UUID | str) -> User:
 
 
 def find_user(session: Session, email: str) -> User | None:
-    """Return the account with this email address, if any."""
-    return session.exec(select(User).where(User.email == email.strip().lower())).first()
+    """Return the account with this email address, if any (text no address could be names no one)."""
+    try:
+        key = validate(_EmailIn, {"email": email}).email
+    except InvalidInput:
+        return None
+    return session.exec(select(User).where(User.email == key)).first()
+
+
+class _EmailIn(_In):
+    email: Email
 
 
 def _uuid(value: uuid.UUID | str, what: str) -> uuid.UUID:
@@ -145,9 +221,9 @@ class CredentialIn(_In):
     """An assessor qualification the centre has verified."""
 
     user_id: uuid.UUID
-    qualification_code: str = Field(min_length=1, max_length=40)
-    awarded_on: date | None = None
-    verified_on: date
+    qualification_code: line(40, min_length=1)
+    awarded_on: Day | None = None
+    verified_on: Day
     certificate_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
 
 
@@ -156,20 +232,20 @@ class CompetenceIn(_In):
 
     user_id: uuid.UUID
     level: str = Field(pattern=r"^(competent|knowledgeable)$")
-    area: str = Field(min_length=1, max_length=200)
-    evidence: str = Field(min_length=1, max_length=5000)
-    verified_on: date
+    area: line(200, min_length=1)
+    evidence: paragraphs(5000, min_length=1)
+    verified_on: Day
 
 
 class ExpertWitnessIn(_In):
     """The three handbook facts about an expert witness."""
 
     user_id: uuid.UUID
-    working_knowledge: str = Field(default="", max_length=5000)
-    occupational_competence: str = Field(default="", max_length=5000)
-    assessment_qualification: str | None = Field(default=None, max_length=300)
-    evaluating_role: str | None = Field(default=None, max_length=300)
-    approved_on: date
+    working_knowledge: paragraphs(5000) = ""
+    occupational_competence: paragraphs(5000) = ""
+    assessment_qualification: line(300) | None = None
+    evaluating_role: line(300) | None = None
+    approved_on: Day
 
 
 def _listed_qualifications(session: Session, kind: str) -> dict[str, str]:
@@ -218,6 +294,8 @@ def add_iqa_qualification(session: Session, actor: Actor, user_id: uuid.UUID, co
     if code not in _listed_qualifications(session, "iqa_qualifications"):
         raise InvalidInput(f"'{code}' is not one of the IQA qualifications the handbook lists.",
                            field="qualification_code")
+    verified_on = day(verified_on, "verified_on", "the date the centre verified it")
+    awarded_on = awarded_on and day(awarded_on, "awarded_on", "the date it was awarded")
     user = get_user(session, user_id)
     row = IqaQualification(user_id=user.id, qualification_code=code, awarded_on=awarded_on,
                            verified_on=verified_on, verified_by_id=_verifier(actor, user))
@@ -253,11 +331,11 @@ def withdraw(session: Session, actor: Actor, kind: str, record_id: uuid.UUID, on
     row = session.get(model, _uuid(record_id, kind)) if model else None
     if row is None:
         raise NotFound(kind.replace("_", " "))
-    if not reason.strip():
-        raise InvalidInput("Give the reason for withdrawing it.", field="reason")
-    row.withdrawn_on, row.withdrawn_reason = on, reason.strip()
+    reason = text(reason, "reason", max_length=500, label="reason for withdrawing it", required=True)
+    on = day(on, "withdrawn_on", "the date it stops counting")
+    row.withdrawn_on, row.withdrawn_reason = on, reason
     session.add(row)
-    record(session, actor, f"{kind}.withdrawn", row, on=on, reason=reason.strip())
+    record(session, actor, f"{kind}.withdrawn", row, on=on, reason=reason)
 
 
 def _verifier(actor: Actor, user: User) -> uuid.UUID:
@@ -341,20 +419,21 @@ class CandidateIn(_In):
     """A candidate's registration with the awarding body."""
 
     user_id: uuid.UUID
-    qualification: str = Field(min_length=1, max_length=40)
-    registration_number: str = Field(min_length=1, max_length=40)
-    date_of_birth: date
-    registration_date: date
-    workplace: str = Field(min_length=1, max_length=300)
-    work_setting: str = Field(min_length=1, max_length=40)
-    assessor_ids: list[uuid.UUID] = []
-    iqa_ids: list[uuid.UUID] = []
+    qualification: line(40, min_length=1)
+    registration_number: line(40, min_length=1)
+    date_of_birth: Day
+    registration_date: Day
+    workplace: line(300, min_length=1)
+    work_setting: line(40, min_length=1)
+    assessor_ids: list[uuid.UUID] = Field(default=[], max_length=50)
+    iqa_ids: list[uuid.UUID] = Field(default=[], max_length=50)
 
 
 def register_candidate(session: Session, actor: Actor, data: CandidateIn | dict) -> Candidate:
     """Register a candidate (16 or over) and assign their assessors and IQAs."""
     require_role(actor, Role.ADMINISTRATOR)
     data = validate(CandidateIn, data)
+    turn(session)
     qualification = session.exec(select(Qualification).where(Qualification.code == data.qualification)).first()
     if qualification is None:
         raise InvalidInput(f"No qualification {data.qualification} is loaded.", field="qualification")
@@ -401,6 +480,7 @@ def assign(session: Session, actor: Actor, candidate: Candidate, user: User, rol
     if role not in ASSIGNABLE:
         raise InvalidInput(f"A {getattr(role, 'value', role)} cannot be assigned to a candidate.", field="role")
     role = Role(role)
+    turn(session)
     _check_assignable(session, candidate, user, role, actor.today)
     existing = session.exec(select(CandidateAssignment).where(
         CandidateAssignment.candidate_id == candidate.id, CandidateAssignment.user_id == user.id,
@@ -461,8 +541,8 @@ def get_candidate(session: Session, candidate_id: uuid.UUID | str) -> Candidate:
 
 def find_candidate(session: Session, key: str) -> Candidate:
     """Return a candidate by email address or registration number, or refuse."""
-    key = key.strip()
-    candidate = session.exec(select(Candidate).join(User, User.id == Candidate.user_id).where(
+    key = code(key)
+    candidate = key and session.exec(select(Candidate).join(User, User.id == Candidate.user_id).where(
         (User.email == key.lower()) | (Candidate.registration_number == key))).first()
     if candidate is None:
         raise NotFound("candidate with that email address or registration number")

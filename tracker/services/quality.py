@@ -8,8 +8,8 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from .. import clock, rules, sampling
-from ..audit import Actor, record
-from ..errors import InvalidInput, NotFound
+from ..audit import Actor, record, turn
+from ..errors import AlreadyDone, InvalidInput, NotFound
 from ..models import (
     AssessorQualification,
     Candidate,
@@ -43,10 +43,13 @@ from .assessment import (
 )
 from .assessment import reopen as reopen_unit
 from .evidence import locked_on
+from .inputs import day, text
 
 KINDS = ("interim", "summative")
 RATES = ("base_rate", "new_assessor_rate", "disagreement_rate", "new_site_rate")
 COUNTS = ("new_assessor_decisions", "new_assessor_months")
+MAX_CYCLE_DAYS = 3 * 366
+ACTION_LIMIT = 5000  # an action, and the assessor's answer to it: the forms say so
 DEFAULTS = {"base_rate": 10, "new_assessor_rate": 100, "new_assessor_decisions": 10, "new_assessor_months": 12,
             "disagreement_rate": 50, "new_site_rate": 50}
 
@@ -71,12 +74,12 @@ def _int(data: dict, name: str, low: int, high: int, words: str) -> int:
 
 def _date(data: dict, name: str, words: str) -> date:
     raw = data.get(name)
-    if isinstance(raw, date):
-        return raw
-    try:
-        return date.fromisoformat(str(raw or "").strip())
-    except ValueError:
-        raise InvalidInput(f"Give the {words} as a date.", field=name) from None
+    if not isinstance(raw, date):
+        try:
+            raw = date.fromisoformat(str(raw or "").strip())
+        except ValueError:
+            raise InvalidInput(f"Give the {words} as a date.", field=name) from None
+    return day(raw, name, f"the {words}")
 
 
 # --- Cohorts and strategies -------------------------------------------------------------------------------
@@ -110,15 +113,13 @@ def my_candidates(session: Session, iqa_id: uuid.UUID) -> list[tuple[uuid.UUID, 
 def create_strategy(session: Session, actor: Actor, data: dict) -> SamplingStrategy:
     """Record an IQA's sampling strategy for a cohort of their candidates, with its risk rates."""
     people.require_role(actor, Role.IQA)
-    name = str(data.get("name") or "").strip()
-    if not 1 <= len(name) <= 200:
+    name = text(data.get("name"), "name", max_length=200, label="strategy's name", multiline=False)
+    if not name:
         raise InvalidInput("Give the strategy a name of up to 200 characters.", field="name")
     kind = str(data.get("kind") or "")
     if kind not in KINDS:
         raise InvalidInput("Choose interim or summative sampling.", field="kind")
-    start, end = _date(data, "cycle_start", "cycle start"), _date(data, "cycle_end", "cycle end")
-    if end < start:
-        raise InvalidInput("The cycle must end on or after the day it starts.", field="cycle_end")
+    start, end = _cycle_dates(data, actor.today)
     values = {n: _int(data, n, 0, 100, n.replace("_", " ").replace("rate", "rate (percent)")) for n in RATES}
     values["new_assessor_decisions"] = _int(data, "new_assessor_decisions", 0, 1000, "number of first decisions")
     values["new_assessor_months"] = _int(data, "new_assessor_months", 0, 120, "months an assessor counts as new")
@@ -131,7 +132,8 @@ def create_strategy(session: Session, actor: Actor, data: dict) -> SamplingStrat
         raise InvalidInput("A candidate in the cohort is not valid.", field="cohort") from None
     if actor.id and not set(chosen) <= mine:
         raise InvalidInput("Choose candidates you are the IQA for.", field="cohort")
-    sites = sorted({s.strip() for s in str(data.get("new_sites") or "").replace(",", " ").split() if s.strip()})
+    sites = text(data.get("new_sites"), "new_sites", max_length=500, label="new sites", multiline=False)
+    sites = sorted({s.strip() for s in sites.replace(",", " ").split() if s.strip()})
     row = SamplingStrategy(iqa_id=actor.id, name=name, kind=kind, cohort=" ".join(map(str, chosen)),
                            cycle_start=start, cycle_end=end, new_sites=" ".join(sites)[:500], **values)
     session.add(row)
@@ -141,11 +143,34 @@ def create_strategy(session: Session, actor: Actor, data: dict) -> SamplingStrat
     return row
 
 
+def _cycle_dates(data: dict, today: date) -> tuple[date, date]:
+    """Return a cycle's first and last days: starting within ten years of today, lasting at most three years."""
+    start, end = _date(data, "cycle_start", "cycle start"), _date(data, "cycle_end", "cycle end")
+    if abs((start - today).days) > 3653:
+        raise InvalidInput("Start the cycle within ten years of today.", field="cycle_start")
+    if end < start:
+        raise InvalidInput("The cycle must end on or after the day it starts.", field="cycle_end")
+    if (end - start).days > MAX_CYCLE_DAYS:
+        raise InvalidInput("A sampling cycle lasts at most three years: end it sooner, or plan two cycles.",
+                           field="cycle_end")
+    return start, end
+
+
+def scope(session: Session, viewer: User) -> set[uuid.UUID] | None:
+    """Return the candidates whose quality assurance a person may read: an EQA only those their grant names now
+    (None: no limit by candidate, for the IQAs, who are limited by strategy instead)."""
+    from .eqa import granted_candidates, is_eqa
+
+    return granted_candidates(session, viewer, clock.now()) if is_eqa(viewer) else None
+
+
 def strategy_for(session: Session, viewer: User, strategy_id: object) -> SamplingStrategy:
-    """Return a strategy its IQA, the lead IQA or an EQA may read; anyone else is told it does not exist."""
+    """Return a strategy its IQA, the lead IQA or an EQA may read (an EQA: one sampling a candidate of their grant);
+    anyone else is told it does not exist."""
     row = session.get(SamplingStrategy, _uuid(strategy_id, "sampling strategy"))
-    if row is None or not (row.iqa_id == viewer.id or Role.EQA in viewer.role_names
-                           or is_lead(session, viewer.id)):
+    within = scope(session, viewer)
+    if row is None or not (row.iqa_id == viewer.id or is_lead(session, viewer.id) or (
+            within is not None and within & set(cohort_of(session, row)))):
         raise NotFound("sampling strategy")
     return row
 
@@ -162,9 +187,11 @@ def own_strategy(session: Session, actor: Actor, strategy_id: object) -> Samplin
 def strategies(session: Session, viewer: User) -> list[tuple[SamplingStrategy, str]]:
     """Return the strategies a person may read, with their IQA's name."""
     query = select(SamplingStrategy, User.name).join(User, User.id == SamplingStrategy.iqa_id)
-    if not (Role.EQA in viewer.role_names or is_lead(session, viewer.id)):
+    within = scope(session, viewer)
+    if within is None and not is_lead(session, viewer.id):
         query = query.where(SamplingStrategy.iqa_id == viewer.id)
-    return list(session.exec(query.order_by(col(SamplingStrategy.created_at).desc(), SamplingStrategy.id)))
+    rows = list(session.exec(query.order_by(col(SamplingStrategy.created_at).desc(), SamplingStrategy.id)))
+    return rows if within is None else [r for r in rows if within & set(cohort_of(session, r[0]))]
 
 
 def cohort_of(session: Session, strategy: SamplingStrategy) -> list[uuid.UUID]:
@@ -204,12 +231,15 @@ class Population:
 
 
 def _cycle(strategy: SamplingStrategy) -> tuple[datetime, datetime]:
-    return clock.day_start(strategy.cycle_start), clock.day_start(strategy.cycle_end + timedelta(days=1))
+    # A cycle saved before its dates were checked may end on the last day a date can hold: it runs to that day.
+    last = min(strategy.cycle_end, date.max - timedelta(days=1))
+    return clock.day_start(strategy.cycle_start), clock.day_start(last + timedelta(days=1))
 
 
-def population(session: Session, strategy: SamplingStrategy) -> Population:
-    """Load everything a strategy can sample in a fixed number of queries, split by the independence guard."""
-    cohort = cohort_of(session, strategy)
+def population(session: Session, strategy: SamplingStrategy, within: set[uuid.UUID] | None = None) -> Population:
+    """Load everything a strategy can sample in a fixed number of queries, split by the independence guard (only
+    the candidates `within` an EQA's grant, when given)."""
+    cohort = [c for c in cohort_of(session, strategy) if within is None or c in within]
     if not cohort:
         return Population([], [])
     start, end = _cycle(strategy)
@@ -356,6 +386,7 @@ def preview(session: Session, strategy: SamplingStrategy, seed: int) -> list[sam
 
 def draw(session: Session, actor: Actor, strategy_id: object, seed: object) -> Sample:
     """Draw and store a seeded sample for the acting IQA's strategy, each item with the reason it was chosen."""
+    turn(session)
     strategy = own_strategy(session, actor, strategy_id)
     try:
         seed = int(str(seed).strip())
@@ -394,14 +425,15 @@ def sample_for(session: Session, viewer: User, sample_id: object) -> tuple[Sampl
 
 def add_item(session: Session, actor: Actor, sample_id: object, decision_id: object, reason: str) -> SampleItem:
     """Add a decision to the acting IQA's sample by hand, with the reason, under the independence guard."""
+    reason = text(reason, "reason", max_length=1000, label="reason")
+    turn(session)  # the same decision added twice at once: the second finds it in the sample
     sample = session.get(Sample, _uuid(sample_id, "sample"))
     if sample is None:
         raise NotFound("sample")
     strategy = own_strategy(session, actor, sample.strategy_id)
     if strategy.kind != "interim":
         raise InvalidInput("Add decisions by hand to an interim sample.", field="decision")
-    reason = (reason or "").strip()
-    if not 5 <= len(reason) <= 1000:
+    if len(reason) < 5:
         raise InvalidInput("Say why you are adding this decision (5 to 1000 characters).", field="reason")
     try:
         decision = session.get(CriterionDecision, uuid.UUID(str(decision_id)))
@@ -440,12 +472,14 @@ class ItemRow:
     verdict: str | None
 
 
-def items_of(session: Session, sample: Sample) -> list[ItemRow]:
-    """Return a sample's items with names and verdicts, in two queries."""
-    rows = session.exec(select(SampleItem, User.name, IqaReview.verdict).join(
+def items_of(session: Session, sample: Sample, within: set[uuid.UUID] | None = None) -> list[ItemRow]:
+    """Return a sample's items (of the candidates `within` an EQA's grant, when given) with names and verdicts."""
+    query = select(SampleItem, User.name, IqaReview.verdict).join(
         Candidate, Candidate.id == SampleItem.candidate_id).join(User, User.id == Candidate.user_id).outerjoin(
-        IqaReview, IqaReview.id == SampleItem.review_id).where(SampleItem.sample_id == sample.id).order_by(
-        SampleItem.decision_id, SampleItem.signoff_id, SampleItem.id)).all()
+        IqaReview, IqaReview.id == SampleItem.review_id).where(SampleItem.sample_id == sample.id)
+    if within is not None:
+        query = query.where(col(SampleItem.candidate_id).in_(within))
+    rows = session.exec(query.order_by(SampleItem.decision_id, SampleItem.signoff_id, SampleItem.id)).all()
     what = _what(session, [r[0] for r in rows])
     return [ItemRow(i.id, name, *what.get(i.id, ("", "")), i.reason, i.manual, verdict) for i, name, verdict in rows]
 
@@ -474,7 +508,8 @@ def _what(session: Session, items: list[SampleItem]) -> dict[uuid.UUID, tuple[st
 def item_for(session: Session, viewer: User, item_id: object) -> tuple[SampleItem, SamplingStrategy]:
     """Return a sampled item, if the person may read its strategy."""
     item = session.get(SampleItem, _uuid(item_id, "sampled item"))
-    if item is None:
+    within = scope(session, viewer)
+    if item is None or (within is not None and item.candidate_id not in within):
         raise NotFound("sampled item")
     sample = session.get(Sample, item.sample_id)
     return item, strategy_for(session, viewer, sample.strategy_id)
@@ -483,16 +518,19 @@ def item_for(session: Session, viewer: User, item_id: object) -> tuple[SampleIte
 def review(session: Session, actor: Actor, item_id: object, verdict: str, reasons: str,
            practice_feedback: str = "", action: str = "", due_on: object = None) -> IqaReview:
     """Record the IQA's verdict on a sampled decision or sign-off, any practice feedback, and any action."""
-    item = session.get(SampleItem, _uuid(item_id, "sampled item"))
+    action = text(action, "action", max_length=ACTION_LIMIT, label="action")
+    turn(session)  # the same review sent twice at once: the second finds the item reviewed
+    item = session.get(SampleItem, _uuid(item_id, "sampled item"), populate_existing=True)
     if item is None:
         raise NotFound("sampled item")
     own_strategy(session, actor, session.get(Sample, item.sample_id).strategy_id)
     if item.review_id is not None:
-        raise InvalidInput("You have already reviewed this item.", field="verdict")
-    action = (action or "").strip()
+        return _reviewed(session, actor, item, verdict, reasons, practice_feedback)
     due = _date({"due_on": due_on}, "due_on", "date the action is due") if action else None
     if due is not None and due < actor.today:
         raise InvalidInput("The action must be due today or later.", field="due_on")
+    if due is not None and (due - actor.today).days > 3 * 366:
+        raise InvalidInput("Set the action's date within three years.", field="due_on")
     if item.decision_id is not None:
         row = iqa_review(session, actor, item.decision_id, verdict, reasons, practice_feedback)
     else:
@@ -504,10 +542,21 @@ def review(session: Session, actor: Actor, item_id: object, verdict: str, reason
     return row
 
 
+def _reviewed(session: Session, actor: Actor, item: SampleItem, verdict: str, reasons: str,
+              practice_feedback: str) -> IqaReview:
+    """Return the review of an item already reviewed if this is the same review again; otherwise say who made it."""
+    row, name = session.exec(select(IqaReview, User.name).join(User, User.id == IqaReview.iqa_id).where(
+        IqaReview.id == item.review_id)).one()
+    again = (actor.id, verdict, text(reasons, "reasons", max_length=5000, label="reasons"),
+             text(practice_feedback, "practice_feedback", max_length=5000, label="feedback on practice"))
+    if again == (row.iqa_id, row.verdict, row.reasons, row.practice_feedback):
+        return row
+    raise AlreadyDone(f"This item was already reviewed by {name} ({row.verdict}, "
+                      f"{clock.day_of(row.created_at):%-d %B %Y}). Their review stands.", field="verdict")
+
+
 def raise_action(session: Session, actor: Actor, item: SampleItem, text: str, due: date) -> IqaAction:
     """Ask the assessor of a sampled decision or unit sign-off to act by a date."""
-    if len(text) > 5000:
-        raise InvalidInput("Keep the action under 5000 characters.", field="action")
     subject = session.get(CriterionDecision, item.decision_id) if item.decision_id else \
         session.get(UnitSignOff, item.signoff_id)
     row = IqaAction(iqa_id=actor.id, assessor_id=subject.assessor_id, candidate_id=item.candidate_id,
@@ -520,7 +569,7 @@ def raise_action(session: Session, actor: Actor, item: SampleItem, text: str, du
 
 
 def _action(session: Session, action_id: object) -> IqaAction:
-    row = session.get(IqaAction, _uuid(action_id, "action"))
+    row = session.get(IqaAction, _uuid(action_id, "action"), populate_existing=True)
     if row is None:
         raise NotFound("action")
     return row
@@ -528,13 +577,14 @@ def _action(session: Session, action_id: object) -> IqaAction:
 
 def respond(session: Session, actor: Actor, action_id: object, response: str, reopen: bool = False) -> IqaAction:
     """The assessor answers an action, and may reopen what it concerns with the answer as the reason."""
+    response = text(response, "response", max_length=ACTION_LIMIT, label="answer")
+    turn(session)
     row = _action(session, action_id)
     if row.assessor_id != actor.id:
         raise NotFound("action")
     if row.status == "closed":
         raise InvalidInput("This action is closed.", field="response")
-    response = (response or "").strip()
-    if not 5 <= len(response) <= 5000:
+    if len(response) < 5:
         raise InvalidInput("Say what you have done (5 to 5000 characters).", field="response")
     if reopen:
         _reopen_subject(session, actor, row, response)
@@ -567,6 +617,7 @@ def _reopen_subject(session: Session, actor: Actor, action: IqaAction, reason: s
 
 def close(session: Session, actor: Actor, action_id: object) -> IqaAction:
     """The IQA who raised an action closes it once answered."""
+    turn(session)
     row = _action(session, action_id)
     if row.iqa_id != actor.id:
         raise NotFound("action")
@@ -606,7 +657,10 @@ def actions(session: Session, user: User, *, open_only: bool = False) -> list[Ac
         Candidate, Candidate.id == IqaAction.candidate_id).join(
         candidate_user, candidate_user.c.id == Candidate.user_id).join(
         assessor, assessor.c.id == IqaAction.assessor_id).join(iqa, iqa.c.id == IqaAction.iqa_id)
-    if not (is_lead(session, user.id) or Role.EQA in user.role_names):
+    within = scope(session, user)
+    if within is not None:
+        query = query.where(col(IqaAction.candidate_id).in_(within))
+    elif not is_lead(session, user.id):
         query = query.where((IqaAction.iqa_id == user.id) | (IqaAction.assessor_id == user.id))
     if open_only:
         query = query.where(IqaAction.status != "closed")
@@ -718,9 +772,9 @@ class Coverage:
     sites: dict[str, dict[str, str]]  # assessor -> site -> "sampled" or "unsampled"
 
 
-def coverage(session: Session, strategy: SamplingStrategy) -> Coverage:
+def coverage(session: Session, strategy: SamplingStrategy, within: set[uuid.UUID] | None = None) -> Coverage:
     """Build the coverage matrix from the population and the items sampled this cycle, in fixed queries."""
-    pop = population(session, strategy)
+    pop = population(session, strategy, within)
     done = covered_ids(session, strategy)
     everything = pop.items + [e.item for e in pop.excluded]
     methods = sorted({m for i in everything for m in i.methods})
@@ -762,8 +816,10 @@ class Report:
 SIGN_OFF_METHOD = "unit sign-off"  # the by-method row of summative items: a sign-off rests on every method
 
 
-def report(session: Session, iqa: User) -> Report:
-    """Summarise an IQA's sampling and verdicts, sign-offs counted under their assessor, in fixed queries."""
+def report(session: Session, iqa: User, reader: User | None = None) -> Report:
+    """Summarise an IQA's sampling and verdicts, sign-offs counted under their assessor, in fixed queries (for an
+    EQA reader, only the items and actions of the candidates their grant names)."""
+    within = scope(session, reader) if reader is not None else None
     assessor_id = func.coalesce(CriterionDecision.assessor_id, UnitSignOff.assessor_id)
     rows = session.exec(select(SampleItem.id, SampleItem.signoff_id, IqaReview.verdict, User.name, Evidence.method)
                         .join(Sample, Sample.id == SampleItem.sample_id)
@@ -774,7 +830,8 @@ def report(session: Session, iqa: User) -> Report:
                         .outerjoin(User, User.id == assessor_id)
                         .outerjoin(DecisionEvidence, DecisionEvidence.decision_id == SampleItem.decision_id)
                         .outerjoin(Evidence, Evidence.id == DecisionEvidence.evidence_id)
-                        .where(SamplingStrategy.iqa_id == iqa.id)).all()
+                        .where(SamplingStrategy.iqa_id == iqa.id, *(
+                            [] if within is None else [col(SampleItem.candidate_id).in_(within)]))).all()
     items, by_assessor, by_method = {}, defaultdict(lambda: defaultdict(int)), defaultdict(lambda: defaultdict(int))
     methods_seen: set[tuple] = set()
     for iid, signoff_id, verdict, assessor, method in rows:
@@ -785,7 +842,7 @@ def report(session: Session, iqa: User) -> Report:
         if method and (iid, method) not in methods_seen:
             methods_seen.add((iid, method))
             by_method[method][verdict or "not yet reviewed"] += 1
-    mine = [a for a in actions(session, iqa, open_only=True) if a.iqa_id == iqa.id]
+    mine = [a for a in actions(session, reader or iqa, open_only=True) if a.iqa_id == iqa.id]
     return Report(iqa.name, len(items), sum(1 for v in items.values() if v), {k: dict(v) for k, v in
                   sorted(by_assessor.items())}, {k: dict(v) for k, v in sorted(by_method.items())}, mine)
 

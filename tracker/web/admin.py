@@ -56,6 +56,7 @@ SUBFORMS = {
                                "evaluating_role", "approved_on")),
     "iqa": ("iqa_", ("qualification_code", "awarded_on", "verified_on")),
     "lead": ("", ("lead",)),
+    "account": ("account_", ("reason",)),
 }
 DATE_LABELS = {"date_of_birth": "the date of birth", "registration_date": "the registration date",
                "verified_on": "the date the centre verified it", "awarded_on": "the date it was awarded",
@@ -207,6 +208,22 @@ def set_lead_iqa(user_id: str):  # noqa: ANN201
         quality.set_lead(session, actor(), user, data["lead"] == "yes")
 
     return _person_post(user_id, "lead", do, "Lead IQA updated.")
+
+
+@bp.post("/people/<user_id>/close")
+def deactivate(user_id: str):  # noqa: ANN201
+    """Close a person's account: no more sign-in, and every session and field device of theirs ends now."""
+    def do(session: Session, user: User, data: dict) -> None:
+        service.deactivate(session, actor(), user, data["reason"])
+
+    return _person_post(user_id, "account", do, "Account closed. They have been signed out everywhere.")
+
+
+@bp.post("/people/<user_id>/reopen")
+def reactivate(user_id: str):  # noqa: ANN201
+    """Open a closed account again."""
+    return _person_post(user_id, "account", lambda session, user, data: service.reactivate(session, actor(), user),
+                        "Account open again. They sign in with their password.")
 
 
 @bp.post("/people/<user_id>/withdraw/<kind>/<record_id>")

@@ -22,19 +22,22 @@ from ..errors import InvalidInput, Refusal
 from ..models import Attachment, Blob, Evidence, EvidenceVersion, Role, Signature, utcnow
 from ..services import people
 from . import openapi
+from .auth import TOO_MANY, attempt, waiting
 from .extensions import csrf
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 csrf.exempt(bp)  # the API authenticates with bearer tokens, never with cookies
 
 PROTOCOLS = [PROTOCOL_VERSION]
-BATCH_ITEMS = 500
+BATCH_ITEMS = openapi.BATCH_ITEMS
 TOKEN_LIFETIME = timedelta(days=90)
 FIELD_ROLES = (Role.ASSESSOR, Role.EXPERT_WITNESS)
 SCHEMA_ID = re.compile(r"^\d{4}$")
-KIND_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "unauthenticated": 401, "resync": 409}
+VERSION_HEADERS = ("X-Tracker-Protocol", "X-Tracker-Schema")
+KIND_STATUS = {"invalid": 400, "forbidden": 403, "not_found": 404, "unauthenticated": 401, "resync": 409,
+               "conflict": 409}
 MEDIA_STATUS = {"too_large": 413, "too_long": 413, "hash_mismatch": 422, "media_not_clean": 422,
-                "unsupported_media": 415, "upload_gap": 409, "size_changed": 409}
+                "unsupported_media": 415, "upload_gap": 409, "size_changed": 409, "too_many_uploads": 409}
 HTTP_CODES = {400: "bad_request", 401: "token_invalid", 404: "not_found", 405: "method_not_allowed",
               413: "too_large", 415: "unsupported_media_type", 429: "rate_limited"}
 
@@ -54,7 +57,11 @@ def _check_versions() -> Response | None:
     """Answer 426 to a device whose protocol is unknown or whose schema is newer than this centre's (G17)."""
     if not request.path.startswith("/api/v1/"):
         return None
-    protocol, schema = request.headers.get("X-Tracker-Protocol", ""), request.headers.get("X-Tracker-Schema", "")
+    missing = [name for name in VERSION_HEADERS if name not in request.headers]
+    if missing:
+        return error("missing_version", f"Send {' and '.join(missing)} with every request, naming the sync protocol "
+                     "and the database schema this app speaks.", 400, field=missing[0])
+    protocol, schema = request.headers["X-Tracker-Protocol"], request.headers["X-Tracker-Schema"]
     if protocol.strip() in {str(p) for p in PROTOCOLS} and SCHEMA_ID.match(schema) and schema <= SCHEMA_VERSION:
         g.device_schema = schema
         return None
@@ -74,15 +81,24 @@ def _refused(refusal: Refusal) -> Response:
 
 
 def _http_error(exc: HTTPException) -> Response | HTTPException:
-    """Answer HTTP errors on the API as JSON; elsewhere leave them to the pages."""
+    """Answer HTTP errors on the API as JSON, with the headers they carry (Allow); elsewhere leave them to pages."""
     if not request.path.startswith("/api/"):
         return exc
     status = exc.code or 500
-    message = exc.description if status == 429 else {
+    message = {
         404: "There is no such address in the sync API.", 405: "That method is not allowed here.",
-        413: "The request is too large.", 429: "Too many attempts. Wait a minute, then try again.",
+        413: "The request is too large.",
     }.get(status, exc.description or "The request could not be read.")
-    return error(HTTP_CODES.get(status, "bad_request"), message, status)
+    response = error(HTTP_CODES.get(status, "bad_request"), message, status)
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response
+
+
+def too_large(exc: HTTPException) -> Response:
+    """Answer a body over the route's limit as JSON."""
+    return _http_error(exc)
 
 
 def _server_error(exc: Exception) -> Response:
@@ -153,8 +169,12 @@ def enrol() -> Response:
     if missing:
         raise InvalidInput(f"Give {', '.join(missing)} as text.", field=missing[0])
     session = get_session()
-    user = people.find_user(session, fields["email"].strip())
-    if user is None or not user.active or not people.verify_password(user, fields["password"]):
+    user, wait = attempt(fields["email"], fields["password"])
+    if wait:
+        response = error("rate_limited", TOO_MANY.format(wait=waiting(wait)), 429)
+        response.headers["Retry-After"] = str(wait)
+        return response
+    if user is None:
         return error("bad_credentials", "The email address or password is not right.", 401)
     if not user.role_names & set(FIELD_ROLES):
         return error("not_permitted", "Only assessors and expert witnesses can use the field app.", 403)
@@ -213,7 +233,7 @@ def receipts_check() -> Response:
 def upload_state(sha256: str) -> Response:
     """Say how much of a file the centre has."""
     session = get_session()
-    answer = media_sync.state(session, current_app.extensions["storage"], sha256, g.user)
+    answer = media_sync.state(session, current_app.extensions["storage"], sha256, g.user, g.device.id)
     session.commit()
     return jsonify(answer.as_dict())
 

@@ -245,7 +245,7 @@ def _act(evidence_id: str, do, success: str):  # noqa: ANN001, ANN202
             raise  # a role that may never do this gets 403, not a form to correct
         item, relation = access.evidence_for(session, me(), evidence_id)
         return _detail_page(session, item, relation, form.refuse(refusal, {"status": "outcome"}),
-                            200 if htmx else 422)
+                            200 if htmx else 409 if refusal.kind == "conflict" else 422)
     flash(success, "success")
     return redirect(url_for("evidence.detail", evidence_id=item.id), 303)
 

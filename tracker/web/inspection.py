@@ -144,6 +144,8 @@ def audit():  # noqa: ANN201
         query = query.where(AuditEntry.candidate_id == chosen)
     elif granted is not None:  # the granted candidates' entries and the centre's own, never another candidate's
         query = query.where(col(AuditEntry.candidate_id).in_(granted) | col(AuditEntry.candidate_id).is_(None))
+    if granted is not None:  # nor the centre's entries about another candidate's account (their name, their email)
+        query = query.where(col(AuditEntry.entity_id).not_in(_other_candidates_accounts(session, granted)))
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
     entries = session.exec(query.order_by(col(AuditEntry.seq).desc()).offset((page - 1) * PAGE_SIZE)
                            .limit(PAGE_SIZE)).all()
@@ -152,6 +154,11 @@ def audit():  # noqa: ANN201
     return render_template("inspection/audit.html", entries=entries, names=names, choices=choices, chosen=chosen,
                            page=page, pages=max(1, -(-total // PAGE_SIZE)), total=total,
                            chain=verify_chain(session))
+
+
+def _other_candidates_accounts(session: Session, granted: set[uuid.UUID]) -> list[str]:
+    """Return the account ids (as the audit log spells them) of the candidates an EQA's grant does not name."""
+    return [str(u) for u in session.exec(select(Candidate.user_id).where(col(Candidate.id).not_in(granted)))]
 
 
 def _candidate_choices(session: Session, granted: set[uuid.UUID] | None) -> list[tuple[uuid.UUID, str]]:

@@ -2,10 +2,19 @@
 from functools import cache
 from typing import Any
 
-from sync import PROTOCOL_VERSION, SCHEMA_VERSION
+from sync import MAX_SEQ, PROTOCOL_VERSION, SCHEMA_VERSION
+from tracker.media import LIMITS
+
+BATCH_ITEMS = 500  # the most items one push may carry
 
 SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 UUID = {"type": "string", "format": "uuid"}
+NEW_ID = {"type": "string", "format": "uuid",  # made on the device: never the all-zero or all-one id
+          "not": {"enum": ["00000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"]}}
+# Text that holds something besides spaces, and (on one line) no control character or line break.
+GIVEN = {"type": "string", "minLength": 1, "pattern": "\\S"}
+LINE = "^[^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*[^\\s\\x00-\\x1f\\x7f-\\x9f][^\\x00-\\x1f\\x7f-\\x9f\\u2028\\u2029]*$"
+LARGEST = max(LIMITS.values())  # the largest file the centre takes, of any type
 ERROR = {"$ref": "#/components/schemas/Error"}
 
 
@@ -25,11 +34,13 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 VERSION_HEADERS = [
-    {"name": "X-Tracker-Protocol", "in": "header", "required": True, "schema": {"type": "string", "enum": ["1"]},
-     "description": "The sync protocol the device speaks."},
+    {"name": "X-Tracker-Protocol", "in": "header", "required": True,
+     "schema": {"type": "string", "enum": [str(PROTOCOL_VERSION)]},
+     "description": "The sync protocol the device speaks. Missing: 400; another protocol: 426."},
     {"name": "X-Tracker-Schema", "in": "header", "required": True,
-     "schema": {"type": "string", "pattern": "^[0-9]{4}$"},
-     "description": "The newest database migration the device has (e.g. 0004). Newer than the centre's: 426."},
+     "schema": {"type": "string", "enum": [f"{n:04d}" for n in range(1, int(SCHEMA_VERSION) + 1)]},
+     "description": "The newest database migration the device has (e.g. 0004). Missing: 400; newer than the "
+                    "centre's, or not a migration's number: 426."},
 ]
 BEARER = [{"device": []}]
 HASH_PARAM = {"name": "sha256", "in": "path", "required": True, "schema": SHA256}
@@ -55,19 +66,23 @@ SCHEMAS: dict[str, Any] = {
         "limits": {"type": "object", "required": ["image", "document", "audio", "video", "part", "batch_items"],
                    "additionalProperties": {"type": "integer"}}}},
     "Enrolment": {"type": "object", "required": ["email", "password", "device_id", "name"], "properties": {
-        "email": {"type": "string"}, "password": {"type": "string"}, "device_id": UUID,
-        "name": {"type": "string", "maxLength": 200}}},
+        "email": GIVEN, "password": GIVEN | {"maxLength": 1024}, "device_id": NEW_ID,
+        "name": {"type": "string", "maxLength": 200, "pattern": LINE}}},
     "Enrolled": {"type": "object", "required": ["token", "device_id", "user", "expires_at"], "properties": {
         "token": {"type": "string"}, "device_id": UUID, "expires_at": {"type": "string", "format": "date-time"},
         "user": {"type": "object", "required": ["id", "name", "email"],
                  "properties": {"id": UUID, "name": {"type": "string"}, "email": {"type": "string"}}}}},
     "Item": {"type": "object", "required": ["item_id", "seq", "kind", "payload"], "properties": {
-        "item_id": UUID, "seq": {"type": "integer", "minimum": 1},
+        "item_id": UUID, "seq": {"type": "integer", "minimum": 1, "maximum": MAX_SEQ},
         "kind": {"type": "string", "enum": ["evidence.capture", "evidence.revise", "evidence.sign",
                                             "evidence.submit", "conflict.resolve"]},
         "payload": {"type": "object"}}},
     "Push": {"type": "object", "required": ["items"],
-             "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
+             "properties": {"items": {"type": "array", "maxItems": BATCH_ITEMS, "items": {
+                 # Any value is taken: an item that is not an Item is refused on its own, in its verdict, so one
+                 # broken item never holds up the rest of a device's queue.
+                 "description": "An Item (#/components/schemas/Item). Anything else is answered refused, "
+                                "invalid_input, in its own verdict; the other items are applied."}}}},
     "Verdict": {"type": "object", "required": ["item_id", "seq", "verdict", "code", "message", "result"],
                 "properties": {
                     "item_id": {"type": ["string", "null"]}, "seq": {"type": ["integer", "null"]},
@@ -116,7 +131,7 @@ def document() -> dict[str, Any]:
                 "200": _json({"type": "object"}, "The OpenAPI document")}}},
             "/api/v1/hello": {"get": _operation("Protocols, schema and limits", {
                 "200": _json({"$ref": "#/components/schemas/Hello"}, "What this centre speaks"),
-                **_errors(426)}, secured=False)},
+                **_errors(400, 426)}, secured=False)},
             "/api/v1/devices": {"post": _operation("Sign in on a device and get its token", {
                 "201": _json({"$ref": "#/components/schemas/Enrolled"}, "The device's token, shown once"),
                 **_errors(400, 401, 403, 426, 429)}, secured=False, requestBody={
@@ -148,9 +163,10 @@ def document() -> dict[str, Any]:
                     "201": _json({"$ref": "#/components/schemas/UploadState"}, "The file is complete and stored"),
                     **_errors(400, 401, 409, 413, 415, 422, 426)}, parameters=[
                     HASH_PARAM,
-                    {"name": "size", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 1}},
+                    {"name": "size", "in": "query", "required": True,
+                     "schema": {"type": "integer", "minimum": 1, "maximum": LARGEST}},
                     {"name": "offset", "in": "query", "required": True,
-                     "schema": {"type": "integer", "minimum": 0}}],
+                     "schema": {"type": "integer", "minimum": 0, "maximum": LARGEST}}],
                     requestBody={"required": True, "content": {"application/octet-stream": {
                         "schema": {"type": "string", "format": "binary"}}}})},
             "/api/v1/media/{sha256}": {"get": _operation("A stored file of evidence in the device's scope", {

@@ -85,7 +85,7 @@ def _plan(row: SamplingStrategy, form, status: int = 200):  # noqa: ANN001, ANN2
     session = get_session()
     samples = session.exec(select(Sample).where(Sample.strategy_id == row.id).order_by(Sample.drawn_at,
                                                                                       Sample.id)).all()
-    pop = quality.population(session, row)
+    pop = quality.population(session, row, quality.scope(session, me()))
     return render_template("quality/strategy.html", s=row, samples=samples, pop=pop, form=form,
                            can_write=_writes(row)), status
 
@@ -115,7 +115,7 @@ def coverage(strategy_id: str):  # noqa: ANN201
     _reader()
     session = get_session()
     row = quality.strategy_for(session, me(), strategy_id)
-    return render_template("quality/coverage.html", s=row, m=quality.coverage(session, row))
+    return render_template("quality/coverage.html", s=row, m=quality.coverage(session, row, quality.scope(session, me())))
 
 
 @bp.get("/samples/<sample_id>")
@@ -131,7 +131,8 @@ def sample(sample_id: str):  # noqa: ANN201
 def _sample(found: Sample, row: SamplingStrategy, form, status: int = 200):  # noqa: ANN001, ANN202
     session = get_session()
     pop = quality.population(session, row) if _writes(row) else None
-    return render_template("quality/sample.html", sample=found, s=row, items=quality.items_of(session, found),
+    items = quality.items_of(session, found, quality.scope(session, me()))
+    return render_template("quality/sample.html", sample=found, s=row, items=items,
                            pop=pop, form=form, can_write=_writes(row)), status
 
 
@@ -275,5 +276,5 @@ def _report(iqa_id: str):  # noqa: ANN202
     if iqa_id != str(me().id) and not (Role.EQA in me().role_names or quality.is_lead(session, me().id)):
         raise NotFound("IQA")
     who = quality.users_by_id(session, iqa_id)
-    return quality.report(session, who), who
+    return quality.report(session, who, me()), who
 
