@@ -39,11 +39,11 @@ from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import insert
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from tracker.audit import Actor, record
+from tracker.db import insert_many
 from tracker.errors import InvalidInput, NotFound, NotPermitted, Refusal
 from tracker.hashing import content_hash
 from tracker.models import (
@@ -262,7 +262,7 @@ class _Run:
         try:
             with self.session.begin_nested():
                 evidence.write_captures(self.session, self.actor, [c for _, _, c, _ in run if c is not None])
-                self.session.execute(insert(SyncReceipt.__table__), [
+                insert_many(self.session, SyncReceipt.__table__, [
                     _receipt(self.device, item, verdict) for _, item, _, verdict in run])
         except Exception as exc:  # noqa: BLE001 - a race on a key, or a fault: each item then gets its own answer
             # A key taken meanwhile is another request storing the same evidence: expected, and answered below.

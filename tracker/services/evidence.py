@@ -6,11 +6,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import insert
 from sqlmodel import Session, SQLModel, col, delete, select
 
 from .. import access, clock, rules
 from ..audit import Actor, Change, record, record_many
+from ..db import insert_many
 from ..errors import InvalidInput, NotFound, NotPermitted, Refusal
 from ..hashing import content_hash
 from ..models import (
@@ -442,8 +442,7 @@ def write_captures(session: Session, actor: Actor, captures: list[Capture]) -> N
         for model, row in capture.rows:
             tables.setdefault(model, []).append(row)
     for model, rows in tables.items():
-        if rows:  # an empty list would run the insert once with no values
-            session.execute(insert(model.__table__), rows)
+        insert_many(session, model.__table__, rows)
     record_many(session, actor, [Change(action, "evidence", c.id, c.candidate_id, details)
                                  for c in captures for action, details in c.changes])
 
