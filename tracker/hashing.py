@@ -52,4 +52,9 @@ def _scalar(value: Any) -> str:
 
 def content_hash(value: Any) -> str:
     """Return the sha256 hex digest of the canonical JSON of a value."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+    return text_hash(canonical_json(value))
+
+
+def text_hash(text: str) -> str:
+    """Return the sha256 hex digest of canonical JSON already made."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -45,7 +45,7 @@ from sqlmodel import Session, col, select
 from tracker.audit import Actor, record
 from tracker.db import insert_many
 from tracker.errors import InvalidInput, NotFound, NotPermitted, Refusal
-from tracker.hashing import content_hash
+from tracker.hashing import canonical_json, text_hash
 from tracker.models import (
     Blob,
     BlobHolder,
@@ -165,10 +165,13 @@ def _parse(raw: Any) -> _Item | Verdict:
     """Read an item's envelope, or answer it as refused."""
     try:
         item = validate(_ItemIn, raw)
-        if _unstorable(item.payload):
+        text = _canonical({"kind": item.kind, "payload": item.payload})
+        if _unstorable(item.payload, text):
             # Refused before the database sees it, so SQLite and PostgreSQL give the same answer (G25).
             return Verdict(item.item_id, item.seq, REFUSED, "unstorable", UNSTORABLE)
-        digest = content_hash({"kind": item.kind, "payload": item.payload})
+        if text is None:
+            raise TypeError("not plain data")
+        digest = text_hash(text)
     except Refusal as refusal:
         return Verdict(_raw_id(raw), _raw_seq(raw), REFUSED, refusal.code, refusal.message)
     except (TypeError, ValueError):
@@ -334,8 +337,19 @@ def _process(session: Session, device: Device, actor: Actor, item: _Item) -> Ver
     return _apply(session, device, actor, item)
 
 
-def _unstorable(value: Any) -> bool:
+def _canonical(value: Any) -> str | None:
+    """Return a value's canonical JSON, or None if it is not plain data."""
+    try:
+        return canonical_json(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _unstorable(value: Any, text: str | None = None) -> bool:
     """Say whether any text in a payload holds a NUL or a lone surrogate, which no database here can store."""
+    if text is not None and "\\u0000" not in text:
+        # Its canonical JSON spells any NUL as \u0000 and keeps a lone surrogate as it is.
+        return UNSTORABLE_TEXT.search(text) is not None
     if isinstance(value, str):
         return UNSTORABLE_TEXT.search(value) is not None
     if isinstance(value, dict):
