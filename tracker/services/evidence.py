@@ -106,9 +106,9 @@ class ContentIn(_In):
     witness_relationship: str | None = Field(default=None, max_length=200)
     witness_contact: str | None = Field(default=None, max_length=300)
     witness_related: bool = False
-    criteria: list[CriterionLink] = Field(default=[], max_length=200)
-    range_items: list[str] = Field(default=[], max_length=500)
-    attachments: list[AttachmentIn] = Field(default=[], max_length=100)
+    criteria: list[CriterionLink] = Field(default_factory=list, max_length=200)
+    range_items: list[str] = Field(default_factory=list, max_length=500)
+    attachments: list[AttachmentIn] = Field(default_factory=list, max_length=100)
     captured_at: datetime | None = None
 
     @field_validator("captured_at")
@@ -126,7 +126,7 @@ class EvidenceIn(ContentIn):
     unit: str = Field(default="002", min_length=1, max_length=40)
     method: str = Field(min_length=1, max_length=40)
     submit: bool = False
-    signatures: list[SignatureIn] = Field(default=[], max_length=10)
+    signatures: list[SignatureIn] = Field(default_factory=list, max_length=10)
 
 
 class _Resolved:
