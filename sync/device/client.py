@@ -356,12 +356,12 @@ class Client:
 
     def _settle(self, batch: list[Any], by_id: dict[str, dict]) -> set[str]:
         """Record each item's verdict; send again what a held change waits for; return the media the centre lacks."""
-        missing, changes, waiting = set(), [], []
+        missing, changes, waiting, now = set(), [], [], utcnow()
         for sent in batch:
             verdict = by_id.get(str(sent.item_id))
             if verdict is None:
                 continue  # no answer for this item: it stays unsent (G5)
-            change = _state_for(sent, verdict)
+            change = _state_for(sent, verdict, now)
             if change["state"] == outbox.SENT:
                 self.report.pushed += 1
             elif verdict.get("code") == "media_missing":
@@ -556,8 +556,9 @@ def _smaller_limit(answer: Response, found: Any, sent: int) -> int | None:
     return limit if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < sent else None
 
 
-def _state_for(sent: Any, verdict: dict) -> dict[str, Any]:
-    """Return how a verdict leaves an item: accepted, waiting, for the assessor, or to be sent again."""
+def _state_for(sent: Any, verdict: dict, now: datetime) -> dict[str, Any]:
+    """Return how a verdict leaves an item: accepted (at ``now``, when the answer came), waiting, for the assessor,
+    or to be sent again."""
     kind, code, message = verdict.get("verdict"), verdict.get("code"), verdict.get("message")
     # A centre older than the "kept" field keeps every applied, refused and conflict answer but these.
     kept = verdict.get("kept", kind in ("applied", "duplicate", "refused", "conflict")
@@ -565,7 +566,7 @@ def _state_for(sent: Any, verdict: dict) -> dict[str, Any]:
     change = {"state": outbox.attempted_state(sent.state), "code": code, "message": message, "sent_at": None,
               "acknowledged": bool(kept)}
     if kind in ("applied", "duplicate"):
-        change.update(state=outbox.SENT, sent_at=utcnow())
+        change.update(state=outbox.SENT, sent_at=now)
     elif kind == "conflict":
         change["state"] = outbox.CONFLICT
     elif kind == "refused" and code not in ("server_busy", "server_error"):
