@@ -35,6 +35,7 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import date
 from typing import Any, Literal
 
@@ -109,6 +110,21 @@ class _Item:
     kind: str
     payload: Any
     digest: str
+
+    @cached_property
+    def evidence_id(self) -> uuid.UUID | None:
+        """Return the evidence the item concerns, if its payload names one (read once: a batch asks often)."""
+        payload = self.payload if isinstance(self.payload, dict) else {}
+        raw = payload.get("id") if self.kind == "evidence.capture" else payload.get("evidence_id")
+        try:
+            return uuid.UUID(str(raw)) if raw else None
+        except ValueError:
+            return None
+
+    @cached_property
+    def media(self) -> set[str]:
+        """Return the files the item declares."""
+        return _declared_media(self.payload)
 
 
 # --- The batch --------------------------------------------------------------------------------------------
@@ -213,8 +229,8 @@ class _Known:
     def read(cls, session: Session, user: User, device_id: uuid.UUID, items: list[_Item]) -> "_Known":
         """Read the receipts, evidence, tombstones and files the items name."""
         item_ids = [i.item_id for i in items]
-        evidence_ids = [e for e in map(_evidence_id, items) if e is not None]
-        hashes = {h for i in items for h in _declared_media(i.payload)}
+        evidence_ids = [i.evidence_id for i in items if i.evidence_id is not None]
+        hashes = {h for i in items for h in i.media}
         seqs = [i.seq for i in items]
         return cls(
             set(session.exec(select(SyncReceipt.item_id).where(col(SyncReceipt.item_id).in_(item_ids))))
@@ -238,9 +254,9 @@ class _Run:
 
     def takes(self, index: int, item: _Item) -> bool:
         """Check the item into the run if it is a first capture of new evidence; say whether it was taken."""
-        evidence_id = _evidence_id(item)
+        evidence_id = item.evidence_id
         if (item.kind != "evidence.capture" or item.item_id in self.known.receipts or item.seq in self.known.seqs
-                or evidence_id in self.known.evidence or not _declared_media(item.payload) <= self.known.held):
+                or evidence_id in self.known.evidence or not item.media <= self.known.held):
             return False
         try:
             checked = evidence.check_capture(self.session, self.actor, _with_id(item.payload), new=True)
@@ -389,7 +405,7 @@ def _missing_dependency(session: Session, item: _Item) -> Verdict | None:
         validate(SHAPES[item.kind], item.payload)
     except Refusal:
         return None  # malformed: refused when applied, not held
-    evidence_id = _evidence_id(item)
+    evidence_id = item.evidence_id
     stored = session.get(Evidence, evidence_id)
     if stored is None:
         return _verdict(item, HELD, "dependency_missing", "The evidence this change belongs to has not reached the "
@@ -410,19 +426,9 @@ def _version_hashes(session: Session, evidence_id: uuid.UUID) -> dict[str, int]:
                              .where(EvidenceVersion.evidence_id == evidence_id)).all())
 
 
-def _evidence_id(item: _Item) -> uuid.UUID | None:
-    """Return the evidence an item concerns, if its payload names one."""
-    payload = item.payload if isinstance(item.payload, dict) else {}
-    raw = payload.get("id") if item.kind == "evidence.capture" else payload.get("evidence_id")
-    try:
-        return uuid.UUID(str(raw)) if raw else None
-    except ValueError:
-        return None
-
-
 def _tombstoned(session: Session, item: _Item) -> str | None:
     """Return why the item's evidence was deleted at the centre, or None if it was not."""
-    evidence_id = _evidence_id(item)
+    evidence_id = item.evidence_id
     stone = session.get(Tombstone, evidence_id) if evidence_id else None
     return None if stone is None else (stone.reason or "withdrawn")
 
@@ -446,7 +452,7 @@ def _declared_media(payload: Any) -> set[str]:
 
 def _missing_media(session: Session, user: User, item: _Item) -> set[str]:
     """Return the declared files the centre does not hold whole yet, or holds but this person has not sent."""
-    return evidence.unproven(session, user, _declared_media(item.payload))
+    return evidence.unproven(session, user, set(item.media))
 
 
 def _replay(session: Session, device: Device, item: _Item, receipt: SyncReceipt) -> Verdict:
@@ -513,7 +519,7 @@ def _keep_answer(session: Session, device: Device, item: _Item, verdict: Verdict
 
 def _record_conflict(session: Session, device: Device, item: _Item) -> None:
     """Keep a device's change to a version the centre had replaced, beside the centre's, for a person (G13)."""
-    stored = session.get(Evidence, _evidence_id(item))
+    stored = session.get(Evidence, item.evidence_id)
     current = evidence.current_version(session, stored)
     base_hash, _ = _named_version(item)
     session.add(SyncConflict(item_id=item.item_id, device_id=device.id, user_id=device.user_id,
