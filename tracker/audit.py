@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import update
 from sqlmodel import Session, select
 
 from . import clock
+from .db import insert_many
 from .hashing import _normalise, canonical_json
 from .models import AuditEntry, AuditHead, User, utcnow
 
@@ -81,7 +82,7 @@ def record_many(session: Session, actor: Actor, changes: list[Change]) -> list[d
                            _normalise(change.details), seq, prev))
         prev = rows[-1]["hash"]
     session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=prev))
-    session.execute(insert(AuditEntry.__table__), rows)
+    insert_many(session, AuditEntry.__table__, rows)
     return rows
 
 

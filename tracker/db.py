@@ -1,14 +1,18 @@
 """The database: one engine per app, one session per request, schema by Alembic migrations."""
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import lru_cache
+from operator import itemgetter
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy import Table, event, insert
+from sqlalchemy.engine import Dialect, Engine
 from sqlmodel import Session, create_engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -116,3 +120,49 @@ def get_session() -> Session:
     if "db" not in g:
         g.db = Session(current_app.extensions["engine"], expire_on_commit=False)
     return g.db
+
+
+def insert_many(session: Session, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows that all name the same columns in one statement, each value converted as its column's type
+    converts it; nothing is run for no rows."""
+    if not rows:
+        return
+    connection = session.connection()
+    plan = _insert_plan(connection.dialect, table, tuple(rows[0]))
+    values = itemgetter(*plan.keys)
+    params = []
+    for row in rows:
+        row_values = list(values(row)) if len(plan.keys) > 1 else [values(row)]
+        for index, convert in plan.converters:
+            row_values[index] = convert(row_values[index])
+        params.append(tuple(row_values) if plan.names is None else dict(zip(plan.names, row_values)))
+    # The statement is compiled once per table and columns, and the values converted here in one pass: per row,
+    # a Core insert's own parameter handling costs more than the database's insert.
+    connection.exec_driver_sql(plan.sql, params)
+
+
+@dataclass(frozen=True)
+class _InsertPlan:
+    """An insert compiled for a dialect: its SQL, the columns in the driver's order, their converters by position,
+    and the parameter names when the driver takes them by name."""
+
+    sql: str
+    keys: tuple[str, ...]
+    converters: list[tuple[int, Callable[[Any], Any]]]
+    names: list[str] | None
+
+
+@lru_cache(maxsize=256)
+def _insert_plan(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> _InsertPlan:
+    compiled = insert(table).compile(dialect=dialect, column_keys=list(keys))
+    names = {bind.key: compiled.escaped_bind_names.get(name, name) for bind, name in compiled.bind_names.items()}
+    if set(names) != set(keys):
+        # A Core insert works out defaults of columns the rows leave out; here every row must give them.
+        raise ValueError(f"insert_many into {table.name}: the rows give {sorted(keys)}, the insert takes "
+                         f"{sorted(names)}")
+    by_name = {name: key for key, name in names.items()}
+    ordered = tuple(by_name[name] for name in compiled.positiontup) if compiled.positional else keys
+    converters = [(index, convert) for index, key in enumerate(ordered)
+                  if (convert := table.c[key].type.dialect_impl(dialect).bind_processor(dialect)) is not None]
+    return _InsertPlan(compiled.string, ordered, converters,
+                       None if compiled.positional else [names[key] for key in ordered])

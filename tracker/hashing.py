@@ -30,12 +30,12 @@ def canonical_json(value: Any) -> str:
     # walk the value only when the text shows something normalising could change (a carriage return, a non-ASCII
     # character, or a key JSON would spell differently from str(): true, false, null).
     try:
-        text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_scalar)
+        text = _DIRECT.encode(value)
     except (TypeError, ValueError):
         text = None
     if text is not None and text.isascii() and "\\r" not in text and not _ODD_KEY.search(text):
         return text
-    return json.dumps(_normalise(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return _PLAIN.encode(_normalise(value))
 
 
 _ODD_KEY = re.compile(r'"(?:true|false|null)":')
@@ -50,6 +50,16 @@ def _scalar(value: Any) -> str:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
+# The encoders json.dumps would make on every call with these arguments, made once (they keep no state).
+_DIRECT = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_scalar)
+_PLAIN = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
 def content_hash(value: Any) -> str:
     """Return the sha256 hex digest of the canonical JSON of a value."""
-    return hashlib.sha256(canonical_json(value).encode("utf-8")).hexdigest()
+    return text_hash(canonical_json(value))
+
+
+def text_hash(text: str) -> str:
+    """Return the sha256 hex digest of canonical JSON already made."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -35,18 +35,19 @@ import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from datetime import date
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import insert
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from sqlmodel import Session, col, select
 
 from sync import MAX_SEQ
 from tracker.audit import Actor, record
+from tracker.db import insert_many
 from tracker.errors import InvalidInput, NotFound, NotPermitted, Refusal
-from tracker.hashing import content_hash
+from tracker.hashing import canonical_json, text_hash
 from tracker.models import (
     Blob,
     BlobHolder,
@@ -111,6 +112,21 @@ class _Item:
     payload: Any
     digest: str
 
+    @cached_property
+    def evidence_id(self) -> uuid.UUID | None:
+        """Return the evidence the item concerns, if its payload names one (read once: a batch asks often)."""
+        payload = self.payload if isinstance(self.payload, dict) else {}
+        raw = payload.get("id") if self.kind == "evidence.capture" else payload.get("evidence_id")
+        try:
+            return uuid.UUID(str(raw)) if raw else None
+        except ValueError:
+            return None
+
+    @cached_property
+    def media(self) -> set[str]:
+        """Return the files the item declares."""
+        return _declared_media(self.payload)
+
 
 # --- The batch --------------------------------------------------------------------------------------------
 
@@ -166,10 +182,13 @@ def _parse(raw: Any) -> _Item | Verdict:
     """Read an item's envelope, or answer it as refused."""
     try:
         item = validate(_ItemIn, raw)
-        if _unstorable(item.payload):
+        text = _canonical({"kind": item.kind, "payload": item.payload})
+        if _unstorable(item.payload, text):
             # Refused before the database sees it, so SQLite and PostgreSQL give the same answer (G25).
             return Verdict(item.item_id, item.seq, REFUSED, "unstorable", UNSTORABLE)
-        digest = content_hash({"kind": item.kind, "payload": item.payload})
+        if text is None:
+            raise TypeError("not plain data")
+        digest = text_hash(text)
     except Refusal as refusal:
         return Verdict(_raw_id(raw), _raw_seq(raw), REFUSED, refusal.code, refusal.message)
     except (TypeError, ValueError):
@@ -211,8 +230,8 @@ class _Known:
     def read(cls, session: Session, user: User, device_id: uuid.UUID, items: list[_Item]) -> "_Known":
         """Read the receipts, evidence, tombstones and files the items name."""
         item_ids = [i.item_id for i in items]
-        evidence_ids = [e for e in map(_evidence_id, items) if e is not None]
-        hashes = {h for i in items for h in _declared_media(i.payload)}
+        evidence_ids = [i.evidence_id for i in items if i.evidence_id is not None]
+        hashes = {h for i in items for h in i.media}
         seqs = [i.seq for i in items]
         return cls(
             set(session.exec(select(SyncReceipt.item_id).where(col(SyncReceipt.item_id).in_(item_ids))))
@@ -236,9 +255,9 @@ class _Run:
 
     def takes(self, index: int, item: _Item) -> bool:
         """Check the item into the run if it is a first capture of new evidence; say whether it was taken."""
-        evidence_id = _evidence_id(item)
+        evidence_id = item.evidence_id
         if (item.kind != "evidence.capture" or item.item_id in self.known.receipts or item.seq in self.known.seqs
-                or evidence_id in self.known.evidence or not _declared_media(item.payload) <= self.known.held):
+                or evidence_id in self.known.evidence or not item.media <= self.known.held):
             return False
         try:
             checked = evidence.check_capture(self.session, self.actor, _with_id(item.payload), new=True)
@@ -263,7 +282,7 @@ class _Run:
         try:
             with self.session.begin_nested():
                 evidence.write_captures(self.session, self.actor, [c for _, _, c, _ in run if c is not None])
-                self.session.execute(insert(SyncReceipt.__table__), [
+                insert_many(self.session, SyncReceipt.__table__, [
                     _receipt(self.device, item, verdict) for _, item, _, verdict in run])
         except Exception as exc:  # noqa: BLE001 - a race on a key, or a fault: each item then gets its own answer
             # A key taken meanwhile is another request storing the same evidence: expected, and answered below.
@@ -335,8 +354,19 @@ def _process(session: Session, device: Device, actor: Actor, item: _Item) -> Ver
     return _apply(session, device, actor, item)
 
 
-def _unstorable(value: Any) -> bool:
+def _canonical(value: Any) -> str | None:
+    """Return a value's canonical JSON, or None if it is not plain data."""
+    try:
+        return canonical_json(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _unstorable(value: Any, text: str | None = None) -> bool:
     """Say whether any text in a payload holds a NUL or a lone surrogate, which no database here can store."""
+    if text is not None and "\\u0000" not in text:
+        # Its canonical JSON spells any NUL as \u0000 and keeps a lone surrogate as it is.
+        return UNSTORABLE_TEXT.search(text) is not None
     if isinstance(value, str):
         return UNSTORABLE_TEXT.search(value) is not None
     if isinstance(value, dict):
@@ -376,7 +406,7 @@ def _missing_dependency(session: Session, item: _Item) -> Verdict | None:
         validate(SHAPES[item.kind], item.payload)
     except Refusal:
         return None  # malformed: refused when applied, not held
-    evidence_id = _evidence_id(item)
+    evidence_id = item.evidence_id
     stored = session.get(Evidence, evidence_id)
     if stored is None:
         return _verdict(item, HELD, "dependency_missing", "The evidence this change belongs to has not reached the "
@@ -397,19 +427,9 @@ def _version_hashes(session: Session, evidence_id: uuid.UUID) -> dict[str, int]:
                              .where(EvidenceVersion.evidence_id == evidence_id)).all())
 
 
-def _evidence_id(item: _Item) -> uuid.UUID | None:
-    """Return the evidence an item concerns, if its payload names one."""
-    payload = item.payload if isinstance(item.payload, dict) else {}
-    raw = payload.get("id") if item.kind == "evidence.capture" else payload.get("evidence_id")
-    try:
-        return uuid.UUID(str(raw)) if raw else None
-    except ValueError:
-        return None
-
-
 def _tombstoned(session: Session, item: _Item) -> str | None:
     """Return why the item's evidence was deleted at the centre, or None if it was not."""
-    evidence_id = _evidence_id(item)
+    evidence_id = item.evidence_id
     stone = session.get(Tombstone, evidence_id) if evidence_id else None
     return None if stone is None else (stone.reason or "withdrawn")
 
@@ -433,7 +453,7 @@ def _declared_media(payload: Any) -> set[str]:
 
 def _missing_media(session: Session, user: User, item: _Item) -> set[str]:
     """Return the declared files the centre does not hold whole yet, or holds but this person has not sent."""
-    return evidence.unproven(session, user, _declared_media(item.payload))
+    return evidence.unproven(session, user, set(item.media))
 
 
 def _replay(session: Session, device: Device, item: _Item, receipt: SyncReceipt) -> Verdict:
@@ -500,7 +520,7 @@ def _keep_answer(session: Session, device: Device, item: _Item, verdict: Verdict
 
 def _record_conflict(session: Session, device: Device, item: _Item) -> None:
     """Keep a device's change to a version the centre had replaced, beside the centre's, for a person (G13)."""
-    stored = session.get(Evidence, _evidence_id(item))
+    stored = session.get(Evidence, item.evidence_id)
     current = evidence.current_version(session, stored)
     base_hash, _ = _named_version(item)
     session.add(SyncConflict(item_id=item.item_id, device_id=device.id, user_id=device.user_id,

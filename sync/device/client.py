@@ -12,6 +12,7 @@ import urllib.parse
 import urllib.request
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from functools import lru_cache
@@ -224,6 +225,7 @@ class Client:
         self.report = Report()
         self.centre_holds: dict[str, Any] | None = None  # what the centre keeps from this device (G21)
         self._resend = 0  # items sent again this round because a change waits for them at the centre
+        self._later: tuple[list[Any], dict[str, dict]] | None = None  # accepted answers still to be recorded
 
     # --- The whole round ---------------------------------------------------------------------------------
 
@@ -294,15 +296,18 @@ class Client:
         """Send every sendable item once, in seq order, batch by batch; an item waits only for what it depends
         on, so a held or refused one never stops those behind it (G12)."""
         after = 0
-        for _ in range(100_000):
-            batch = self._next_batch(after)
-            if not batch:
-                return
-            after = batch[-1].seq
-            ready = self._hold_blocked(batch)
-            if ready:
-                self._upload_media(ready)
-                self._push_batch(ready)
+        try:
+            for _ in range(100_000):
+                batch = self._next_batch(after)
+                if not batch:
+                    return
+                after = batch[-1].seq
+                ready = self._hold_blocked(batch)
+                if ready:
+                    self._upload_media(ready)
+                    self._push_batch(ready)
+        finally:
+            self._settle_later()  # the last batch's answers, also when a later request failed
 
     def _next_batch(self, after: int) -> list["Queued"]:
         """Return the next sendable items after a seq, oldest first, each payload as the JSON text stored."""
@@ -336,7 +341,7 @@ class Client:
         # writing it again.
         items = ",".join(f'{{"item_id":"{i.item_id}","seq":{i.seq},"kind":{json.dumps(i.kind)},"payload":{i.raw}}}'
                          for i in batch)
-        answer = self._send("POST", "/api/v1/push", raw=f'{{"items":[{items}]}}'.encode(), content_type=JSON)
+        answer = self._send_settling("POST", "/api/v1/push", raw=f'{{"items":[{items}]}}'.encode(), content_type=JSON)
         found = answer.json()
         if (limit := _smaller_limit(answer, found, len(batch))) is not None:
             # An older centre takes fewer items at once and applied none of these: send them in its batch size.
@@ -348,20 +353,41 @@ class Client:
         if not isinstance(verdicts, list):
             raise Unreachable(f"the centre's answer to a push was not a list of verdicts (HTTP {answer.status})")
         by_id = {str(v.get("item_id")): v for v in verdicts if isinstance(v, dict)}
+        if all(v.get("verdict") in ("applied", "duplicate") for v in by_id.values()):
+            # Accepted answers hold back nothing and wait for nothing: recorded while the next batch is sent.
+            self._later = (batch, by_id)
+            return
         missing = self._settle(batch, by_id)
         if missing and self._upload(missing, force=True) and not retry:
             # The centre lacked files these items declare, and has them now: send the items once more.
             self._push_batch([i for i in batch if by_id.get(str(i.item_id), {}).get("code") == "media_missing"],
                              retry=True)
 
+    def _send_settling(self, method: str, path: str, **kwargs: Any) -> Response:
+        """Send a request, recording meanwhile the answers kept for later (the centre works while the device
+        writes); if recording fails, the request is still waited for before that error is raised."""
+        if self._later is None:
+            return self._send(method, path, **kwargs)
+        with ThreadPoolExecutor(1) as pool:
+            sending = pool.submit(self._send, method, path, **kwargs)
+            self._settle_later()
+            return sending.result()
+
+    def _settle_later(self) -> None:
+        """Record the answers kept for later, if any."""
+        if self._later is not None:
+            batch, by_id = self._later
+            self._later = None
+            self._settle(batch, by_id)
+
     def _settle(self, batch: list[Any], by_id: dict[str, dict]) -> set[str]:
         """Record each item's verdict; send again what a held change waits for; return the media the centre lacks."""
-        missing, changes, waiting = set(), [], []
+        missing, changes, waiting, now = set(), [], [], utcnow()
         for sent in batch:
             verdict = by_id.get(str(sent.item_id))
             if verdict is None:
                 continue  # no answer for this item: it stays unsent (G5)
-            change = _state_for(sent, verdict)
+            change = _state_for(sent, verdict, now)
             if change["state"] == outbox.SENT:
                 self.report.pushed += 1
             elif verdict.get("code") == "media_missing":
@@ -556,8 +582,9 @@ def _smaller_limit(answer: Response, found: Any, sent: int) -> int | None:
     return limit if isinstance(limit, int) and not isinstance(limit, bool) and 0 < limit < sent else None
 
 
-def _state_for(sent: Any, verdict: dict) -> dict[str, Any]:
-    """Return how a verdict leaves an item: accepted, waiting, for the assessor, or to be sent again."""
+def _state_for(sent: Any, verdict: dict, now: datetime) -> dict[str, Any]:
+    """Return how a verdict leaves an item: accepted (at ``now``, when the answer came), waiting, for the assessor,
+    or to be sent again."""
     kind, code, message = verdict.get("verdict"), verdict.get("code"), verdict.get("message")
     # A centre older than the "kept" field keeps every applied, refused and conflict answer but these.
     kept = verdict.get("kept", kind in ("applied", "duplicate", "refused", "conflict")
@@ -565,7 +592,7 @@ def _state_for(sent: Any, verdict: dict) -> dict[str, Any]:
     change = {"state": outbox.attempted_state(sent.state), "code": code, "message": message, "sent_at": None,
               "acknowledged": bool(kept)}
     if kind in ("applied", "duplicate"):
-        change.update(state=outbox.SENT, sent_at=utcnow())
+        change.update(state=outbox.SENT, sent_at=now)
     elif kind == "conflict":
         change["state"] = outbox.CONFLICT
     elif kind == "refused" and code not in ("server_busy", "server_error"):

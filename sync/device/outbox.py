@@ -267,13 +267,25 @@ def mark_attempted(session: Session, item_ids: list[uuid.UUID]) -> None:
         attempted_at=utcnow()))
 
 
+ANSWER_FIELDS = ("state", "code", "message", "acknowledged", "sent_at")
+
+
 def record_answers(session: Session, answers: list[dict[str, Any]]) -> None:
-    """Store the centre's answers (``key``, ``state``, ``code``, ``message``, ``sent_at``, ``acknowledged``), one
-    statement for all."""
-    if not answers:
-        return
+    """Store the centre's answers (``key``, ``state``, ``code``, ``message``, ``sent_at``, ``acknowledged``): one
+    statement per answer that several items share (a batch applied whole shares one), one for all the others."""
+    shared: dict[tuple, list[uuid.UUID]] = {}
+    for answer in answers:
+        shared.setdefault(tuple(answer[name] for name in ANSWER_FIELDS), []).append(answer["key"])
     table = OutboxItem.__table__
-    session.execute(update(table).where(table.c.item_id == bindparam("key")).values(
-        state=bindparam("state"), code=bindparam("code"), message=bindparam("message"),
-        acknowledged=bindparam("acknowledged"),
-        sent_at=func.coalesce(bindparam("sent_at", type_=table.c.sent_at.type), table.c.sent_at)), answers)
+    single = []
+    for fields, keys in shared.items():
+        if len(keys) == 1:
+            single.append(dict(zip(ANSWER_FIELDS, fields), key=keys[0]))
+            continue
+        values = {name: value for name, value in zip(ANSWER_FIELDS, fields) if name != "sent_at" or value is not None}
+        session.execute(update(table).where(table.c.item_id.in_(keys)).values(**values))
+    if single:
+        session.execute(update(table).where(table.c.item_id == bindparam("key")).values(
+            state=bindparam("state"), code=bindparam("code"), message=bindparam("message"),
+            acknowledged=bindparam("acknowledged"),
+            sent_at=func.coalesce(bindparam("sent_at", type_=table.c.sent_at.type), table.c.sent_at)), single)

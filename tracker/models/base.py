@@ -9,7 +9,7 @@ from .. import clock
 
 def new_id() -> uuid.UUID:
     """Return a time-ordered UUIDv7, made wherever the record is captured."""
-    return uuid.UUID(bytes=uuid6.uuid7().bytes)
+    return uuid.UUID(int=uuid6.uuid7().int)  # a plain UUID, as the columns read back
 
 
 def utcnow() -> datetime:

@@ -6,12 +6,11 @@ from types import SimpleNamespace
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlalchemy import insert
 from sqlmodel import Session, SQLModel, col, delete, select
 
 from .. import access, clock, rules
 from ..audit import Actor, Change, record, record_many, turn
-from ..db import insert_new
+from ..db import insert_many, insert_new
 from ..errors import AlreadyDone, InvalidInput, NotFound, NotPermitted, Refusal
 from ..hashing import content_hash
 from ..models import (
@@ -108,9 +107,9 @@ class ContentIn(_In):
     witness_relationship: line(200) | None = None
     witness_contact: line(300) | None = None
     witness_related: bool = False
-    criteria: list[CriterionLink] = Field(default=[], max_length=200)
-    range_items: list[line(200)] = Field(default=[], max_length=500)
-    attachments: list[AttachmentIn] = Field(default=[], max_length=100)
+    criteria: list[CriterionLink] = Field(default_factory=list, max_length=200)
+    range_items: list[line(200)] = Field(default_factory=list, max_length=500)
+    attachments: list[AttachmentIn] = Field(default_factory=list, max_length=100)
     captured_at: Moment | None = None  # a device clock without a zone is UTC: metadata, never used for ordering
 
 
@@ -122,7 +121,7 @@ class EvidenceIn(ContentIn):
     unit: line(40, min_length=1) = "002"
     method: line(40, min_length=1)
     submit: bool = False
-    signatures: list[SignatureIn] = Field(default=[], max_length=10)
+    signatures: list[SignatureIn] = Field(default_factory=list, max_length=10)
 
 
 class _Resolved:
@@ -441,8 +440,7 @@ def write_captures(session: Session, actor: Actor, captures: list[Capture]) -> N
         for model, row in capture.rows:
             tables.setdefault(model, []).append(row)
     for model, rows in tables.items():
-        if rows:  # an empty list would run the insert once with no values
-            session.execute(insert(model.__table__), rows)
+        insert_many(session, model.__table__, rows)
     record_many(session, actor, [Change(action, "evidence", c.id, c.candidate_id, details)
                                  for c in captures for action, details in c.changes])
 
