@@ -13,7 +13,7 @@ from support.factories import TODAY
 from tracker import demo
 from tracker.errors import InvalidInput, InvalidText, Refusal
 from tracker.hashing import content_hash
-from tracker.models import AuditEntry, Evidence, EvidenceVersion, IqaReview, Role, SampleItem, User
+from tracker.models import AuditEntry, Evidence, EvidenceVersion, IqaReview, Role, User
 from tracker.services import assessment, deletions, eqa, evidence, people, quality, validate
 from tracker.services.evidence import ContentIn, version_content
 
@@ -27,13 +27,7 @@ def ctx(backend, session, factory):
     iqa = factory.user(Role.IQA, name="Ida Iqa")
     c = factory.candidate(name="Cara Candidate", assessors=(a,), iqas=(iqa,))
     submitted = factory.capture(a, c, "observation")
-    accepted = factory.accepted(a, c, criteria=[{"code": "1.1", "note": "Seen"}])
-    assessment.decide(session, factory.actor(a), c.id, "002", "1.1", "met", [accepted.id])
-    strategy = quality.create_strategy(session, factory.actor(iqa), {
-        "name": "Interim", "kind": "interim", "cycle_start": TODAY - timedelta(days=9),
-        "cycle_end": TODAY + timedelta(days=9), "base_rate": 100})
-    sample = quality.draw(session, factory.actor(iqa), strategy.id, 1)
-    item = session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)).one()
+    accepted, strategy, sample, item = factory.sampled_decision(a, c, iqa)
     session.commit()
     return SimpleNamespace(a=a, iqa=iqa, c=c, submitted=submitted, accepted=accepted, strategy=strategy,
                            sample=sample, item=item)

@@ -5,12 +5,12 @@ import os
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from tracker import clock
 from tracker.audit import SYSTEM, Actor
-from tracker.models import Blob, Candidate, Evidence, Role, User
-from tracker.services import assessment, evidence, people
+from tracker.models import Blob, Candidate, Evidence, Role, SampleItem, User
+from tracker.services import assessment, evidence, people, quality
 
 _n = itertools.count(1)
 # The moment every test starts at (the tests' clock is moved there, see conftest), taken from the real clock once
@@ -142,6 +142,18 @@ class Factory:
             evidence.sign(self.session, self.actor(by or assessor), item.id, {"kind": "authenticity"})
         evidence.review(self.session, self.actor(assessor), item.id, "accepted", "")
         return item
+
+    def sampled_decision(self, assessor: User, candidate: Candidate, iqa: User, days: int = 9) -> tuple:
+        """Judge 1.1 met on an accepted observation and draw it into an IQA's interim sample; return the evidence,
+        the strategy, the sample and its one item."""
+        accepted = self.accepted(assessor, candidate, criteria=[{"code": "1.1", "note": "Seen"}])
+        assessment.decide(self.session, self.actor(assessor), candidate.id, "002", "1.1", "met", [accepted.id])
+        strategy = quality.create_strategy(self.session, self.actor(iqa), {
+            "name": "Interim", "kind": "interim", "cycle_start": self.today - timedelta(days=days),
+            "cycle_end": self.today + timedelta(days=days), "base_rate": 100})
+        sample = quality.draw(self.session, self.actor(iqa), strategy.id, 1)
+        item = self.session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)).one()
+        return accepted, strategy, sample, item
 
     def all_met(self, assessor: User, candidate: Candidate) -> Evidence:
         """Give a candidate an accepted observation covering all 20 criteria, each judged met."""

@@ -25,10 +25,8 @@ from tracker.models import (
     EvidenceReview,
     IqaReview,
     Role,
-    SampleItem,
     UnitSignOff,
 )
-from tracker.services import quality
 
 BURST = 10
 PASSWORD = "correct horse battery"
@@ -205,16 +203,8 @@ def test_criterion_decisions_at_once_leave_one_current_decision(served, session,
 def test_an_iqa_review_sent_ten_times_at_once_is_recorded_once(served, session, factory, centre):
     """Five agreements and five disagreements with one sampled decision at once: one review; the others are told
     who reviewed it first."""
-    from tracker.services import assessment
-
     assessor, candidate, iqa = centre["assessor"], centre["candidate"], centre["iqa"]
-    item = factory.accepted(assessor, candidate, criteria=[{"code": "1.1", "note": "Seen"}])
-    assessment.decide(session, factory.actor(assessor), candidate.id, "002", "1.1", "met", [item.id])
-    strategy = quality.create_strategy(session, factory.actor(iqa), {
-        "name": "Interim", "kind": "interim", "cycle_start": TODAY - timedelta(days=30),
-        "cycle_end": TODAY + timedelta(days=30), "base_rate": 100})
-    sample = quality.draw(session, factory.actor(iqa), strategy.id, 1)
-    sampled = session.exec(select(SampleItem).where(SampleItem.sample_id == sample.id)).one()
+    _, _, _, sampled = factory.sampled_decision(assessor, candidate, iqa, days=30)
     session.commit()
     browser = Browser(served, iqa.email)
     bodies = [{"verdict": "agree", "reasons": ""}, {"verdict": "disagree", "reasons": "The note does not show 1.1."}] * 5
